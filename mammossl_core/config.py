@@ -1,0 +1,198 @@
+"""Every size and hyperparameter of the project, named once.
+
+Two profiles exist:
+
+* ``paper``: the sizes and hyperparameters of Miller et al. (sections III-VI).
+* ``tiny``: the same pipeline scaled down so that the whole book runs on 2 CPU cores in minutes.
+
+Notebooks and the command line read values from here and may override them with
+:func:`get_profile` (``get_profile("tiny", pretrain={"epochs": 3})``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Image sizes and patch sets (paper section III)."""
+
+    #: whole-image size (height, width) per domain; paper III.A (1152x896) and III.B (1147x957)
+    image_size: dict[str, tuple[int, int]] = field(
+        default_factory=lambda: {"ddsm": (1152, 896), "cmmd": (1147, 957)}
+    )
+    #: tiled patch sizes tried in Table 2; the paper keeps 96
+    tile_sizes: tuple[int, ...] = (64, 96, 128, 256)
+    tile_size: int = 96
+    #: overlap between neighbouring tiles (III.C)
+    tile_overlap: float = 0.5
+    #: tiles with more background than this are dropped (III.C)
+    max_background: float = 0.2
+    #: annotated patch side (III.A)
+    annotated_patch: int = 224
+    #: default split ratios: CBIS-DDSM 7:1:2 (III.A), CMMD 3:1:1 (III.B)
+    split_ratios: dict[str, tuple[int, int, int]] = field(
+        default_factory=lambda: {"ddsm": (7, 1, 2), "cmmd": (3, 1, 1)}
+    )
+    #: CMMD cross-validation folds (VI)
+    cv_folds: int = 5
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Defaults of the synthetic mammogram generator (the embedded dataset)."""
+
+    patients: int = 400
+    #: share of breasts carrying a malignant / a benign lesion (the rest are normal)
+    malignant_fraction: float = 0.4
+    benign_fraction: float = 0.35
+    #: difficulty: lesion contrast against the surrounding tissue (fraction of the breast signal)
+    lesion_contrast: float = 0.06
+    #: difficulty: lesion size multiplier (1.0 = realistic size relative to the image)
+    lesion_size: float = 1.0
+    #: power-law exponent of the fibroglandular texture spectrum (1/f^beta, measured ~3 in real films)
+    texture_beta: float = 3.0
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """SSL pretraining (sections IV.A, V.A-B)."""
+
+    encoder: str = "resnet50"
+    epochs: int = 200
+    batch_size: int = 4096
+    #: LARS learning rate at the reference batch size, scaled linearly (V.A: 4.8 at 4096)
+    lr: float = 4.8
+    lr_reference_batch: int = 4096
+    weight_decay: float = 1.5e-6
+    warmup_epochs: int = 10
+    #: augmentation pipeline (IV.A: crop, gamma and contrast)
+    augment: str = "crop+gamma+contrast"
+    #: input patch side for the encoder
+    input_size: int = 96
+    checkpoint_every: int = 500
+    max_steps: int | None = None
+    num_workers: int = 4
+    # method-specific values (V.B)
+    simclr_temperature: float = 0.5
+    byol_momentum: float = 0.99
+    swav_temperature: float = 0.1
+    swav_sinkhorn_epsilon: float = 0.05
+    swav_prototypes: int = 20
+    swav_queue_length: int = 3000
+    swav_queue_start_step: int = 500
+    projection_dim: int = 128
+    hidden_dim: int = 2048
+    # ViT-MAE on whole images (V.B)
+    mae_lr: float = 0.0024
+    mae_weight_decay: float = 0.05
+    mae_batch_size: int = 32
+    mae_mask_ratio: float = 0.75
+    mae_patch: int = 16
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Linear evaluation, finetuning and the supervised baseline (IV.B, V.B-C)."""
+
+    batch_size: int = 32
+    linear_epochs: int = 100
+    linear_lr: float = 1e-4
+    linear_weight_decay: float = 1e-3
+    patch_linear_lr: float = 1e-3
+    patch_linear_weight_decay: float = 0.01
+    finetune_epochs: int = 50
+    finetune_lr: float = 1e-5
+    finetune_weight_decay: float = 0.01
+    supervised_epochs: int = 200
+    supervised_lr: float = 1e-4
+    label_fractions: tuple[float, ...] = (0.10, 0.25, 0.50, 0.75, 0.90, 1.0)
+    mip_hidden: int = 512
+    bootstrap: int = 2000
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    data: DataConfig
+    synth: SynthConfig
+    pretrain: PretrainConfig
+    eval: EvalConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _paper() -> Profile:
+    return Profile("paper", DataConfig(), SynthConfig(), PretrainConfig(), EvalConfig())
+
+
+def _tiny() -> Profile:
+    return Profile(
+        "tiny",
+        DataConfig(
+            image_size={"ddsm": (256, 192), "cmmd": (256, 208)},
+            tile_sizes=(16, 32, 48),
+            tile_size=32,
+            annotated_patch=48,
+        ),
+        SynthConfig(patients=60),
+        PretrainConfig(
+            encoder="tiny",
+            epochs=3,
+            batch_size=64,
+            lr=4.8,
+            warmup_epochs=1,
+            input_size=32,
+            checkpoint_every=50,
+            num_workers=0,
+            swav_prototypes=20,
+            swav_queue_length=256,
+            swav_queue_start_step=20,
+            projection_dim=64,
+            hidden_dim=128,
+            mae_batch_size=8,
+            mae_patch=16,
+        ),
+        EvalConfig(linear_epochs=30, finetune_epochs=5, supervised_epochs=20, mip_hidden=64, bootstrap=500),
+    )
+
+
+PROFILES = {"paper": _paper, "tiny": _tiny}
+
+
+def get_profile(name: str = "tiny", **overrides: dict[str, Any]) -> Profile:
+    """Return profile ``name`` with section overrides, e.g. ``get_profile("tiny", pretrain={"epochs": 1})``.
+
+    Unknown profiles, sections or fields raise ``ValueError`` naming the bad key.
+    """
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    prof = PROFILES[name]()
+    changes = {}
+    for section, values in overrides.items():
+        if not values:
+            continue
+        if section not in ("data", "synth", "pretrain", "eval"):
+            raise ValueError(f"unknown configuration section {section!r}; use data, synth, pretrain or eval")
+        current = getattr(prof, section)
+        names = {f.name for f in dataclasses.fields(current)}
+        bad = set(values) - names
+        if bad:
+            raise ValueError(f"unknown {section} setting(s) {sorted(bad)}; known: {sorted(names)}")
+        changes[section] = dataclasses.replace(current, **values)
+    return dataclasses.replace(prof, **changes)
+
+
+def image_size(profile: Profile, domain: str) -> tuple[int, int]:
+    """(height, width) of whole images of ``domain`` (``ddsm`` or ``cmmd``) at ``profile``."""
+    try:
+        return tuple(profile.data.image_size[domain])  # type: ignore[return-value]
+    except KeyError:
+        raise ValueError(f"unknown domain {domain!r}; choose one of {sorted(profile.data.image_size)}") from None
