@@ -1,0 +1,175 @@
+"""The prepared-dataset layout that every data source writes and every later step reads.
+
+::
+
+    DIR/dataset.json          source, generator/converter version, parameters, seed, counts
+    DIR/images.csv            image_id, patient_id, laterality, view, label, path, split, ...
+    DIR/lesions.csv           image_id, lesion_id, kind (mass|calc), pathology (malignant|benign), mask_path, ...
+    DIR/images/<id>.png       whole mammogram, 16-bit grayscale, breast on the left (chest wall at x = 0)
+    DIR/masks/<id>_<k>.png    lesion mask, 8-bit 0/255, same size as its image
+
+Every file is written under a temporary name and renamed, so a failure never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+IMAGE_COLUMNS = ["image_id", "patient_id", "laterality", "view", "label", "path", "split"]
+LESION_COLUMNS = ["image_id", "lesion_id", "kind", "pathology", "mask_path"]
+LAYOUT_VERSION = 1
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or not in the expected format; the message names the file."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_png16(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Write a 2-D uint16 array as a 16-bit grayscale PNG, atomically."""
+    if img.dtype != np.uint16 or img.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D uint16 array, got {img.dtype} {img.shape}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(img).save(tmp, format="PNG")
+
+
+def write_mask(path: str | os.PathLike, mask: np.ndarray) -> None:
+    """Write a boolean mask as an 8-bit 0/255 PNG, atomically."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(tmp, format="PNG")
+
+
+def read_png16(path: str | os.PathLike, allow_blank: bool = False) -> np.ndarray:
+    """Read a 16-bit grayscale PNG into a uint16 array.
+
+    Raises :class:`DataError` naming the file if it is missing, corrupt or truncated, not 16-bit grayscale,
+    or all black (unless ``allow_blank``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            im.load()
+            arr = np.asarray(im)
+    except (OSError, SyntaxError, ValueError) as e:  # PIL reports truncation and corruption as OSError
+        raise DataError(f"{path}: corrupt or truncated PNG ({e})") from e
+    if mode not in ("I;16", "I;16B", "I;16L", "I"):
+        raise DataError(f"{path}: expected a 16-bit grayscale PNG, found PIL mode {mode!r}")
+    if arr.dtype != np.uint16:
+        if arr.min() < 0 or arr.max() > 65535:
+            raise DataError(f"{path}: pixel values outside the 16-bit range")
+        arr = arr.astype(np.uint16)
+    if not allow_blank and int(arr.max()) == 0:
+        raise DataError(f"{path}: image is all black")
+    return arr
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read an 8-bit lesion mask as a boolean array; :class:`DataError` naming the file on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: mask file not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.asarray(im)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: corrupt or truncated mask PNG ({e})") from e
+    return arr > 0
+
+
+def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def write_json(path: str | os.PathLike, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+class PreparedDataset:
+    """A prepared dataset directory: validated tables and paths.
+
+    >>> ds = PreparedDataset("data/synth")            # doctest: +SKIP
+    >>> ds.images.query("split == 'train'").label.mean()  # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: prepared dataset directory not found")
+        for name in ("images.csv", "lesions.csv", "dataset.json"):
+            if not (self.root / name).is_file():
+                raise DataError(f"{self.root / name}: missing; is {self.root} a prepared dataset?")
+        self.meta = json.loads((self.root / "dataset.json").read_text())
+        self.images = self._read_table("images.csv", IMAGE_COLUMNS, {"image_id": str, "patient_id": str})
+        self.lesions = self._read_table("lesions.csv", LESION_COLUMNS, {"image_id": str, "lesion_id": str})
+        if self.images.image_id.duplicated().any():
+            dup = self.images.image_id[self.images.image_id.duplicated()].iloc[0]
+            raise DataError(f"{self.root / 'images.csv'}: duplicate image_id {dup!r}")
+        unknown = set(self.lesions.image_id) - set(self.images.image_id)
+        if unknown:
+            raise DataError(f"{self.root / 'lesions.csv'}: image_id(s) not in images.csv: {sorted(unknown)[:5]}")
+
+    def _read_table(self, name: str, required: list[str], dtypes: dict) -> pd.DataFrame:
+        path = self.root / name
+        try:
+            df = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=[""])
+        except Exception as e:  # pandas raises many types for broken CSVs
+            raise DataError(f"{path}: unreadable CSV ({e})") from e
+        missing = [c for c in required if c not in df.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing}")
+        return df
+
+    @property
+    def domain(self) -> str:
+        return self.meta.get("domain", "ddsm")
+
+    def image_path(self, row_or_path) -> Path:
+        p = row_or_path if isinstance(row_or_path, str) else row_or_path["path"]
+        return self.root / p
+
+    def load_image(self, image_id: str) -> np.ndarray:
+        row = self.images.loc[self.images.image_id == image_id]
+        if row.empty:
+            raise DataError(f"{self.root}: no image {image_id!r} in images.csv")
+        return read_png16(self.root / row.iloc[0]["path"])
+
+    def lesion_mask(self, image_id: str) -> np.ndarray | None:
+        """Union of all lesion masks of ``image_id`` (``None`` if it has no lesion)."""
+        rows = self.lesions.loc[self.lesions.image_id == image_id]
+        masks = [read_mask(self.root / p) for p in rows.mask_path]
+        return np.logical_or.reduce(masks) if masks else None
+
+    def split(self, name: str) -> pd.DataFrame:
+        return self.images.loc[self.images.split == name].reset_index(drop=True)

@@ -1,0 +1,213 @@
+"""Tiled patches (paper section III.C): a grid over each whole image, background-heavy tiles dropped.
+
+Patches are not written as files. Every whole image of a prepared dataset is copied once into a
+memory-mapped 16-bit store (``DIR/tiles/store.u16``, shape ``(N, H, W)``) next to its breast mask
+(``DIR/tiles/masks.u8``); a tiling is an index of ``(image, row, col)`` triples
+(``DIR/tiles/index_p<P>_o<overlap>_b<background>.npz``) from which a DataLoader samples crops.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+from tqdm.auto import tqdm
+
+from .layout import DataError, PreparedDataset, atomic_path, read_png16, write_json
+
+STORE_VERSION = 1
+
+
+def breast_mask(img: np.ndarray) -> np.ndarray:
+    """Boolean breast mask of a whole image with the chest wall on the left.
+
+    Robust to film borders and burned-in labels: threshold well below Otsu's level, open with a disk that
+    cuts thin film-edge bands, keep the component touching the chest wall (the largest if none does) and
+    fill its holes.
+    """
+    x = img.astype(np.float32)
+    top = float(x.max())
+    if top <= 0:
+        return np.zeros(img.shape, bool)
+    try:
+        level = threshold_otsu(x[:: max(1, x.shape[0] // 256), :: max(1, x.shape[1] // 256)])
+    except ValueError:
+        level = top / 2
+    fg = x > max(0.25 * level, 0.02 * top)
+    r = max(2, int(round(0.012 * min(img.shape))))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    fg = ndimage.binary_opening(fg, structure=(xx**2 + yy**2) <= r * r)
+    lab, n = ndimage.label(fg)
+    if n == 0:
+        return fg
+    sizes = ndimage.sum_labels(fg, lab, index=np.arange(1, n + 1))
+    touching = np.unique(lab[:, 0])
+    touching = touching[touching > 0]
+    if len(touching):
+        keep = touching[np.argmax(sizes[touching - 1])]
+    else:
+        keep = int(np.argmax(sizes)) + 1
+    return ndimage.binary_fill_holes(lab == keep)
+
+
+def tile_grid(height: int, width: int, patch: int, overlap: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Top-left corners of a regular grid of ``patch`` x ``patch`` tiles with the given overlap."""
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap={overlap}: must be in [0, 1)")
+    if patch > min(height, width):
+        raise ValueError(f"patch={patch} is larger than the image ({height}x{width})")
+    stride = max(1, int(round(patch * (1 - overlap))))
+    return np.arange(0, height - patch + 1, stride), np.arange(0, width - patch + 1, stride)
+
+
+def background_fractions(mask: np.ndarray, patch: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Fraction of non-breast pixels in every grid tile (summed-area table), shape ``(len(rows), len(cols))``."""
+    sat = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    r0, c0 = rows[:, None], cols[None, :]
+    inside = sat[r0 + patch, c0 + patch] - sat[r0, c0 + patch] - sat[r0 + patch, c0] + sat[r0, c0]
+    return 1.0 - inside / float(patch * patch)
+
+
+class TileStore:
+    """Memory-mapped 16-bit store of a prepared dataset's whole images and breast masks."""
+
+    def __init__(self, data_dir: str | os.PathLike):
+        self.dir = Path(data_dir) / "tiles"
+        meta_path = self.dir / "store.json"
+        if not meta_path.is_file():
+            raise DataError(f"{meta_path}: no tile store; run `mammossl tiles --data {data_dir}` first")
+        self.meta = json.loads(meta_path.read_text())
+        shape = tuple(self.meta["shape"])
+        self.images = np.memmap(self.dir / "store.u16", dtype=np.uint16, mode="r", shape=shape)
+        self.masks = np.memmap(self.dir / "masks.u8", dtype=np.uint8, mode="r", shape=shape)
+        self.image_ids: list[str] = self.meta["image_ids"]
+
+    @classmethod
+    def build(cls, data_dir: str | os.PathLike, progress: bool = True) -> tuple["TileStore", list[dict]]:
+        """Copy every readable image of ``data_dir`` into the store; returns (store, per-file failures).
+
+        An unreadable image is reported and left out; the rest goes on. Reuses an up-to-date store.
+        """
+        ds = PreparedDataset(data_dir)
+        out = Path(data_dir) / "tiles"
+        meta_path = out / "store.json"
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("version") == STORE_VERSION and meta.get("source_images") == list(ds.images.image_id):
+                return cls(data_dir), meta.get("failures", [])
+        out.mkdir(parents=True, exist_ok=True)
+        first = None
+        failures: list[dict] = []
+        ok_ids: list[str] = []
+        n = len(ds.images)
+        if n == 0:
+            raise DataError(f"{ds.root / 'images.csv'}: no images")
+        h = w = None
+        with atomic_path(out / "store.u16") as tmp_img, atomic_path(out / "masks.u8") as tmp_mask:
+            imgs = masks = None
+            for _, row in tqdm(ds.images.iterrows(), total=n, desc="tile store", disable=not progress):
+                path = ds.root / row.path
+                try:
+                    img = read_png16(path)
+                    if first is None:
+                        first = path
+                        h, w = img.shape
+                        imgs = np.memmap(tmp_img, dtype=np.uint16, mode="w+", shape=(n, h, w))
+                        masks = np.memmap(tmp_mask, dtype=np.uint8, mode="w+", shape=(n, h, w))
+                    if img.shape != (h, w):
+                        raise DataError(f"{path}: size {img.shape} differs from {(h, w)} of {first}")
+                except DataError as e:
+                    failures.append({"image_id": row.image_id, "path": str(path), "error": str(e)})
+                    continue
+                k = len(ok_ids)
+                imgs[k] = img
+                masks[k] = breast_mask(img)
+                ok_ids.append(row.image_id)
+            if not ok_ids:
+                raise DataError(f"{ds.root}: no readable image; first error: {failures[0]['error']}")
+            imgs.flush()
+            masks.flush()
+            del imgs, masks
+            # trim to the images actually stored
+            for tmp in (tmp_img, tmp_mask):
+                itemsize = 2 if tmp == tmp_img else 1
+                os.truncate(tmp, len(ok_ids) * h * w * itemsize)
+        write_json(meta_path, {
+            "version": STORE_VERSION, "shape": [len(ok_ids), h, w], "image_ids": ok_ids,
+            "source_images": list(ds.images.image_id), "failures": failures,
+        })
+        return cls(data_dir), failures
+
+    def index(self, patch: int, overlap: float = 0.5, max_background: float = 0.2) -> np.ndarray:
+        """Tile index for one tiling: structured array of ``(image, row, col, background)``; cached on disk."""
+        path = self.dir / f"index_p{patch}_o{int(round(overlap * 100))}_b{int(round(max_background * 100))}.npy"
+        if path.is_file():
+            return np.load(path)
+        n, h, w = self.images.shape
+        rows, cols = tile_grid(h, w, patch, overlap)
+        parts = []
+        for k in range(n):
+            bg = background_fractions(np.asarray(self.masks[k]) > 0, patch, rows, cols)
+            ri, ci = np.nonzero(bg <= max_background + 1e-9)
+            rec = np.empty(len(ri), dtype=TILE_DTYPE)
+            rec["image"], rec["row"], rec["col"], rec["background"] = k, rows[ri], cols[ci], bg[ri, ci]
+            parts.append(rec)
+        idx = np.concatenate(parts) if parts else np.empty(0, TILE_DTYPE)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, idx)
+        return idx
+
+    def crops(self, index: np.ndarray, patch: int) -> np.ndarray:
+        """Read the tiles of ``index`` (a slice of a tile index) as a ``(B, patch, patch)`` uint16 array."""
+        out = np.empty((len(index), patch, patch), np.uint16)
+        for j, (k, r, c) in enumerate(zip(index["image"], index["row"], index["col"])):
+            out[j] = self.images[k, r : r + patch, c : c + patch]
+        return out
+
+
+TILE_DTYPE = np.dtype([("image", np.int32), ("row", np.int32), ("col", np.int32), ("background", np.float32)])
+
+
+@dataclass
+class TileDataset(torch.utils.data.Dataset):
+    """Tiles of some images of a store, as float tensors ``(1, P, P)`` in [0, 1] (16-bit precision kept).
+
+    ``image_ids`` restricts the tiles to a subset (e.g. the training split). Indexing with a list of
+    positions returns a whole batch in one call, which is how :func:`tile_loader` samples.
+    """
+
+    store: TileStore
+    patch: int
+    overlap: float = 0.5
+    max_background: float = 0.2
+    image_ids: list[str] | None = None
+
+    def __post_init__(self):
+        idx = self.store.index(self.patch, self.overlap, self.max_background)
+        if self.image_ids is not None:
+            keep = np.isin(np.asarray(self.store.image_ids), list(self.image_ids))
+            idx = idx[keep[idx["image"]]]
+        self.tiles = idx
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def __getitem__(self, i):
+        sel = self.tiles[np.atleast_1d(i)]
+        x = torch.from_numpy(self.store.crops(sel, self.patch).astype(np.float32) / 65535.0).unsqueeze(1)
+        return x if not np.isscalar(i) else x[0]
+
+
+def tile_loader(dataset: TileDataset, batch_size: int, seed: int = 0, shuffle: bool = True,
+                drop_last: bool = True, num_workers: int = 0, epoch: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader that reads whole batches from the store (one ``__getitem__`` per batch)."""
+    g = torch.Generator().manual_seed(seed * 100003 + epoch)
+    base = torch.utils.data.RandomSampler(dataset, generator=g) if shuffle else range(len(dataset))
+    sampler = torch.utils.data.BatchSampler(base, batch_size, drop_last)
+    return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers)
