@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _timeit(fn, repeat: int = 3) -> float:
+def _timeit(fn, repeat: int = 7) -> float:
     best = float("inf")
     for _ in range(repeat):
         t = time.perf_counter()
@@ -78,7 +78,103 @@ def bench_tiles(data: str | None, workdir: Path, n: int = 2000) -> dict:
     return res
 
 
-BENCHES = {"tiles": bench_tiles}
+def _per_sample_pipeline(names: list[str], size: int):
+    """The same transforms applied one sample at a time with torchvision (how most SSL libraries do it)."""
+    import torch
+    import torchvision.transforms.v2 as T
+    import torchvision.transforms.v2.functional as TF
+
+    rrc = T.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True)
+
+    def one(x):  # x: (1, H, W) float in [0, 1]
+        for n in names:
+            if n == "crop":
+                x = rrc(x)
+            elif n == "brightness":
+                x = (x + (torch.rand(()) * 0.4 - 0.2)).clamp(0, 1)
+            elif n == "contrast":
+                x = TF.adjust_contrast(x, float(torch.empty(()).uniform_(0.6, 1.4)))
+            elif n == "gamma":
+                x = TF.adjust_gamma(x, float(torch.empty(()).uniform_(0.5, 2.0)))
+            elif n == "blur":
+                x = TF.gaussian_blur(x, [7, 7], [float(torch.empty(()).uniform_(0.1, 2.0))] * 2)
+            elif n == "equalize":  # torchvision equalises 8-bit data only
+                x = TF.equalize((x * 255).to(torch.uint8)).float() / 255
+            elif n == "sharpen":
+                x = TF.adjust_sharpness(x, float(torch.empty(()).uniform_(0.5, 2.0)))
+            elif n == "highpass":
+                x = (0.5 + x - TF.gaussian_blur(x, [25, 25], [4.0, 4.0])).clamp(0, 1)
+        return x.expand(3, -1, -1)
+
+    return lambda batch: torch.stack([one(x) for x in batch])
+
+
+def bench_augment(data: str | None, workdir: Path, batch: int = 256, size: int = 96) -> dict:
+    """Batched on-device augmentation vs a per-sample torchvision pipeline of the same transforms (CPU)."""
+    import torch
+
+    from .augment import TRANSFORMS, MammoAugment
+
+    torch.manual_seed(0)
+    x = torch.rand(batch, 1, size, size)
+    res = {}
+    for pipeline in ("crop+gamma+contrast", "+".join(TRANSFORMS)):
+        aug = MammoAugment(pipeline, size=size)
+        g = torch.Generator().manual_seed(0)
+        per = _per_sample_pipeline(pipeline.split("+"), size)
+        t_batched = _timeit(lambda: aug(x, g))
+        t_per = _timeit(lambda: per(x))
+        res[pipeline] = t_per / t_batched
+        print(f"[augment] {pipeline}: batch of {batch} at {size}px: batched {batch / t_batched:.0f} img/s, "
+              f"per-sample torchvision {batch / t_per:.0f} img/s -> {t_per / t_batched:.1f}x (target >= 5x)")
+    return res
+
+
+def bench_trainer(data: str | None, workdir: Path, steps: int = 30, batch: int = 64) -> dict:
+    """Trainer step time vs a bare loop with the same lightly modules, data and batch (BYOL, tiny, CPU)."""
+    import torch
+
+    from .augment import MammoAugment
+    from .config import get_profile
+    from .data.layout import PreparedDataset
+    from .data.tiles import TileDataset, TileStore
+    from .pretrain import build_optimizer, pretrain
+    from .ssl import build_method
+
+    d = _ensure_data(data, workdir)
+    TileStore.build(d, progress=False)
+    prof = get_profile("tiny")
+    warm = 5
+    ids = list(PreparedDataset(d).split("train").image_id)
+    ds = TileDataset(TileStore(d), prof.data.tile_size, image_ids=ids)
+    torch.manual_seed(0)
+    model = build_method("byol", prof.pretrain)
+    opt, _ = build_optimizer(model, "byol", prof.pretrain, batch)  # the same LARS and parameter groups
+    aug = MammoAugment(prof.pretrain.augment, size=prof.data.tile_size)
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(ds)).numpy()
+    times = []
+    for k in range(steps + warm):
+        t = time.perf_counter()
+        x = ds[perm[k * batch:(k + 1) * batch]]
+        loss = model([aug(x, g), aug(x, g)], k)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.after_step(k, 3400)
+        times.append(time.perf_counter() - t)
+    t_bare = sum(times[warm:]) / steps
+    stamps = []
+    pretrain("byol", d, workdir / "bench_run", "tiny", progress=False, batch_size=batch, max_steps=steps + warm,
+             checkpoint_every=10**9, epochs=100, on_step=lambda s, l: stamps.append(time.perf_counter()))
+    t_trainer = (stamps[-1] - stamps[warm - 1]) / steps
+
+    print(f"[trainer] BYOL tiny, batch {batch}: trainer {t_trainer * 1e3:.1f} ms/step, bare loop "
+          f"{t_bare * 1e3:.1f} ms/step -> ratio {t_trainer / t_bare:.3f} (target <= 1.10)")
+    return {"trainer_s": t_trainer, "bare_s": t_bare, "ratio": t_trainer / t_bare}
+
+
+BENCHES = {"tiles": bench_tiles, "augment": bench_augment, "trainer": bench_trainer}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(p)
     p.set_defaults(func=cmd_tiles)
 
+    from .pretrain import add_arguments, run_from_args
+
+    p = sub.add_parser("pretrain", help="SSL pretraining (SimCLR, BYOL, SwAV, ViT-MAE); same as torchrun -m mammossl_core.pretrain")
+    add_arguments(p)
+    p.set_defaults(func=lambda a: print(json.dumps(run_from_args(a), indent=2)))
     return ap
 
 

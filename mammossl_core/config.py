@@ -71,11 +71,17 @@ class PretrainConfig:
     warmup_epochs: int = 10
     #: augmentation pipeline (IV.A: crop, gamma and contrast)
     augment: str = "crop+gamma+contrast"
-    #: input patch side for the encoder
-    input_size: int = 96
+    #: what to pretrain on: "tiles" (tiled patches, V) or "annotated" (the annotated patch set, IV)
+    source: str = "tiles"
+    #: LARS momentum
+    momentum: float = 0.9
     checkpoint_every: int = 500
+    #: stop after this many steps (the schedule still spans ``epochs``); None = run all epochs
     max_steps: int | None = None
+    #: validation pretraining loss on at most this many batches per epoch (model selection, Supp. Fig. 2)
+    val_batches: int = 20
     num_workers: int = 4
+    seed: int = 0
     # method-specific values (V.B)
     simclr_temperature: float = 0.5
     byol_momentum: float = 0.99
@@ -84,6 +90,9 @@ class PretrainConfig:
     swav_prototypes: int = 20
     swav_queue_length: int = 3000
     swav_queue_start_step: int = 500
+    #: SwAV on the annotated patch set (IV.B): 50 prototypes, queue of 300
+    swav_prototypes_annotated: int = 50
+    swav_queue_length_annotated: int = 300
     projection_dim: int = 128
     hidden_dim: int = 2048
     # ViT-MAE on whole images (V.B)
@@ -92,6 +101,8 @@ class PretrainConfig:
     mae_batch_size: int = 32
     mae_mask_ratio: float = 0.75
     mae_patch: int = 16
+    #: whole images are resized to this square for the ViT (a fixed token grid); not stated in the paper
+    mae_image_size: int = 512
 
 
 @dataclass(frozen=True)
@@ -149,16 +160,17 @@ def _tiny() -> Profile:
             batch_size=64,
             lr=4.8,
             warmup_epochs=1,
-            input_size=32,
             checkpoint_every=50,
             num_workers=0,
             swav_prototypes=20,
             swav_queue_length=256,
             swav_queue_start_step=20,
+            swav_queue_length_annotated=64,
             projection_dim=64,
             hidden_dim=128,
             mae_batch_size=8,
             mae_patch=16,
+            mae_image_size=64,
         ),
         EvalConfig(linear_epochs=30, finetune_epochs=5, supervised_epochs=20, mip_hidden=64, bootstrap=500),
     )

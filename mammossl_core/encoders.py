@@ -1,0 +1,52 @@
+"""Encoders: torchvision ResNets (paper V.B, V.D) and a small ResNet for the tiny profile.
+
+An encoder is split into a fully-convolutional *trunk* (image -> grid of embeddings, used for whole images,
+paper II.B) and a pooled *backbone* (trunk + global average pool -> one embedding, used on patches).
+"""
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.resnet import BasicBlock, ResNet
+
+ENCODERS = ("resnet50", "resnet50x2", "resnet152", "resnet18", "tiny")
+
+
+def build_resnet(name: str) -> ResNet:
+    """A randomly initialised torchvision ResNet by project name (no weights are downloaded).
+
+    ``resnet50x2`` is torchvision's ``wide_resnet50_2`` (bottleneck width doubled); ``tiny`` is a ResNet with
+    one basic block per stage, for CPU runs.
+    """
+    if name == "resnet50":
+        return torchvision.models.resnet50(weights=None)
+    if name == "resnet50x2":
+        return torchvision.models.wide_resnet50_2(weights=None)
+    if name == "resnet152":
+        return torchvision.models.resnet152(weights=None)
+    if name == "resnet18":
+        return torchvision.models.resnet18(weights=None)
+    if name == "tiny":
+        return ResNet(BasicBlock, [1, 1, 1, 1])
+    raise ValueError(f"unknown encoder {name!r}; choose one of {ENCODERS}")
+
+
+def build_trunk(name: str) -> tuple[nn.Sequential, int]:
+    """Fully-convolutional trunk (no pooling, no classifier) and its embedding size ``m``."""
+    net = build_resnet(name)
+    m = net.fc.in_features
+    trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+    return trunk, m
+
+
+class Backbone(nn.Module):
+    """Trunk followed by global average pooling: ``(B, 3, H, W) -> (B, m)``."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.trunk, self.dim = build_trunk(name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x).mean((2, 3))

@@ -1,0 +1,53 @@
+"""SwAV (paper II.A, V.B): swapped prediction of Sinkhorn codes over learned prototypes, with a feature queue."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightly.loss import SwaVLoss
+from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
+
+from .base import SSLMethod
+
+
+class SwAV(SSLMethod):
+    """Backbone + projection + lightly's prototypes and SwaV loss (temperature 0.1, Sinkhorn epsilon 0.05,
+    Sinkhorn over the global batch). 20 prototypes and a queue of 3000 for tiled patches (paper V.B).
+
+    The queue is a persistent buffer (saved in checkpoints, so resume is exact); it holds the latest projections
+    of each view and joins the Sinkhorn problem once ``swav_queue_start_step`` steps have passed and it is full.
+
+    Reference: Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster Assignments", 2020.
+    """
+
+    name = "swav"
+
+    def __init__(self, cfg, encoder=None):
+        super().__init__(cfg, encoder)
+        self.projection = SwaVProjectionHead(self.backbone.dim, cfg.hidden_dim, cfg.projection_dim)
+        self.prototypes = SwaVPrototypes(cfg.projection_dim, cfg.swav_prototypes)
+        self.criterion = SwaVLoss(temperature=cfg.swav_temperature, sinkhorn_epsilon=cfg.swav_sinkhorn_epsilon,
+                                  sinkhorn_gather_distributed=True)
+        self.register_buffer("queue", torch.zeros(2, cfg.swav_queue_length, cfg.projection_dim))
+        self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
+
+    def forward(self, views, step=0):
+        self.prototypes.normalize()
+        z = [F.normalize(self.projection(self.backbone(v)), dim=1) for v in views]
+        logits = [self.prototypes(zi) for zi in z]
+        queue_logits = None
+        L = self.queue.shape[1]
+        if L > 0 and step >= self.cfg.swav_queue_start_step and int(self.queue_filled) >= L:
+            with torch.no_grad():
+                queue_logits = [self.prototypes(self.queue[i]) for i in range(len(views))]
+        if L > 0 and self.training:
+            with torch.no_grad():
+                for i, zi in enumerate(z):
+                    zi = zi.detach()[:L]
+                    self.queue[i] = torch.cat([zi, self.queue[i][: L - len(zi)]])
+                self.queue_filled += len(z[0])
+        return self.criterion(logits, [], queue_logits)
+
+    def assign(self, x: torch.Tensor) -> torch.Tensor:
+        """Soft prototype assignment (softmax of prototype scores / temperature) of images ``x`` (paper V.E)."""
+        z = F.normalize(self.projection(self.backbone(x)), dim=1)
+        return torch.softmax(self.prototypes(z) / self.cfg.swav_temperature, dim=1)

@@ -1,0 +1,80 @@
+import csv
+
+import pytest
+import torch
+
+from mammossl_core import checkpoint
+from mammossl_core.pretrain import NonFiniteLossError, pretrain
+
+
+def _losses(run):
+    with open(run / "log.csv") as f:
+        return {int(r["step"]): float(r["loss"]) for r in csv.DictReader(f) if r["loss"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["simclr", "byol", "swav", "mae"])
+def test_loss_falls(store, synth_dir, tmp_path, method):
+    kw = dict(batch_size=8) if method == "mae" else dict(batch_size=32)
+    pretrain(method, synth_dir, tmp_path / method, "tiny", progress=False, epochs=4, max_steps=40,
+             swav_queue_start_step=1000, **kw)
+    losses = list(_losses(tmp_path / method).values())
+    k = 6
+    assert sum(losses[-k:]) / k < sum(losses[:k]) / k, losses
+    assert (tmp_path / method / "best.pt").is_file() and (tmp_path / method / "config.json").is_file()
+
+
+class _Kill(Exception):
+    pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["byol", "swav"])
+def test_kill_and_resume_is_exact(store, synth_dir, tmp_path, method):
+    kw = dict(batch_size=16, epochs=2, checkpoint_every=4, swav_queue_length=32, swav_queue_start_step=2)
+    pretrain(method, synth_dir, tmp_path / "full", "tiny", progress=False, max_steps=10, **kw)
+
+    def kill(step, loss):
+        if step == 6:
+            raise _Kill()
+
+    with pytest.raises(_Kill):
+        pretrain(method, synth_dir, tmp_path / "cut", "tiny", progress=False, max_steps=10, on_step=kill, **kw)
+    assert checkpoint.load(tmp_path / "cut" / "last.pt")["step"] == 4
+    pretrain(method, synth_dir, tmp_path / "cut", "tiny", progress=False, max_steps=10, resume=True, **kw)
+    full, cut = _losses(tmp_path / "full"), _losses(tmp_path / "cut")
+    assert sorted(cut) == sorted(full) == list(range(1, 11))
+    for s in range(5, 11):
+        assert cut[s] == pytest.approx(full[s], rel=1e-6, abs=1e-7), (s, cut[s], full[s])
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(store, synth_dir, tmp_path, monkeypatch):
+    from mammossl_core.ssl.byol import BYOL
+
+    orig = BYOL.forward
+
+    def poisoned(self, views, step=0):
+        loss = orig(self, views, step)
+        return loss * float("nan") if step >= 5 else loss
+
+    monkeypatch.setattr(BYOL, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 5"):
+        pretrain("byol", synth_dir, tmp_path / "nan", "tiny", progress=False, batch_size=16, max_steps=10,
+                 checkpoint_every=4)
+    state = checkpoint.load(tmp_path / "nan" / "last.pt")
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_checkpoint_method_and_encoder_are_checked(tmp_path):
+    checkpoint.save(tmp_path / "c.pt", {"method": "byol", "encoder": "tiny", "model": {"w": torch.ones(2)}})
+    assert checkpoint.load(tmp_path / "c.pt", method="byol")["model"]["w"].sum() == 2
+    with pytest.raises(checkpoint.CheckpointError, match="method 'byol'"):
+        checkpoint.load(tmp_path / "c.pt", method="swav")
+    with pytest.raises(checkpoint.CheckpointError, match="encoder 'tiny'"):
+        checkpoint.load(tmp_path / "c.pt", encoder="resnet50")
+    # arbitrary pickled objects are refused
+    torch.save({"format": 1, "obj": _Kill()}, tmp_path / "evil.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="safely"):
+        checkpoint.load(tmp_path / "evil.pt")
