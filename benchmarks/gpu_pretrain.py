@@ -106,7 +106,7 @@ def main() -> int:
         sampler = GpuSampler()
         warm = 10
 
-        def on_step(step, loss):
+        def on_step(step):
             torch.cuda.synchronize()
             stamps.append(time.perf_counter())
             if step == warm:

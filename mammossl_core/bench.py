@@ -166,7 +166,7 @@ def bench_trainer(data: str | None, workdir: Path, steps: int = 30, batch: int =
     t_bare = sum(times[warm:]) / steps
     stamps = []
     pretrain("byol", d, workdir / "bench_run", "tiny", progress=False, batch_size=batch, max_steps=steps + warm,
-             checkpoint_every=10**9, epochs=100, on_step=lambda s, l: stamps.append(time.perf_counter()))
+             checkpoint_every=10**9, epochs=100, on_step=lambda s: stamps.append(time.perf_counter()))
     t_trainer = (stamps[-1] - stamps[warm - 1]) / steps
 
     print(f"[trainer] BYOL tiny, batch {batch}: trainer {t_trainer * 1e3:.1f} ms/step, bare loop "

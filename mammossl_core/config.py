@@ -76,6 +76,8 @@ class PretrainConfig:
     #: LARS momentum
     momentum: float = 0.9
     checkpoint_every: int = 500
+    #: losses are checked and logged every this many steps (one device sync each time)
+    log_every: int = 10
     #: stop after this many steps (the schedule still spans ``epochs``); None = run all epochs
     max_steps: int | None = None
     #: validation pretraining loss on at most this many batches per epoch (model selection, Supp. Fig. 2)
@@ -161,6 +163,7 @@ def _tiny() -> Profile:
             lr=4.8,
             warmup_epochs=1,
             checkpoint_every=50,
+            log_every=1,
             num_workers=0,
             swav_prototypes=20,
             swav_queue_length=256,

@@ -183,13 +183,13 @@ def pretrain(
     resume: bool = False,
     device: str | None = None,
     progress: bool = True,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
     **overrides,
 ) -> dict:
     """Pretrain ``method`` on the unlabeled training split of ``data`` and return a summary dict.
 
     ``overrides`` replace :class:`~mammossl_core.config.PretrainConfig` fields (``epochs=2``, ``batch_size=32``).
-    ``on_step(step, loss)`` is called after every step (tests use it to interrupt a run).
+    ``on_step(step)`` is called after every step (tests and benchmarks use it to interrupt or time a run).
     """
     if isinstance(profile, str):
         prof = get_profile(profile, pretrain=overrides)
@@ -274,6 +274,39 @@ def pretrain(
     bar = tqdm(total=min(limit, total), initial=step, desc=f"pretrain {method}", unit="step",
                disable=not (progress and D.is_main()))
     last_loss = float("nan")
+    pending: list[tuple] = []
+
+    def flush(ips: float | None = None) -> None:
+        """Check and log the losses of the steps since the last flush: one device sync every ``log_every`` steps.
+
+        Runs before every checkpoint, so a checkpoint never holds weights updated by a non-finite loss."""
+        nonlocal last_loss
+        if not pending:
+            return
+        vals = torch.stack([p[2].float() for p in pending])
+        if D.is_dist():
+            torch.distributed.all_reduce(vals)
+            vals = vals / world
+        vals = vals.cpu().tolist()
+        items = list(pending)
+        pending.clear()
+        for (s, e, _, lr), v in zip(items, vals):
+            if not math.isfinite(v):
+                raise NonFiniteLossError(
+                    f"{method}: non-finite loss at step {s} (epoch {e}); the run stopped and the last good "
+                    f"checkpoint {out / 'last.pt'} is kept. Lower the learning rate (lr={lr:.3g}) or check the data.")
+            if D.is_main():
+                _log_row(log_path, {"step": s + 1, "epoch": e, "loss": f"{v:.6f}", "lr": f"{lr:.6g}",
+                                    "images_per_s": f"{ips:.1f}" if ips else "", "time": f"{time.time():.1f}"})
+        last_loss = vals[-1]
+        if D.is_main():
+            s1 = items[-1][0] + 1
+            writer.add_scalar("train/loss", last_loss, s1)
+            writer.add_scalar("train/lr", items[-1][3], s1)
+            if ips:
+                writer.add_scalar("train/images_per_s", ips, s1)
+        bar.set_postfix(loss=f"{last_loss:.4f}", img_s=f"{ips or 0:.0f}")
+
     try:
         while epoch < cfg.epochs and step < limit:
             model.train()
@@ -295,37 +328,25 @@ def pretrain(
                     if dev.type == "cuda":
                         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
                     loss = ddp(views, step).float().mean()
-                finite = torch.isfinite(loss.detach()).float()
-                if D.is_dist():
-                    torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-                if finite.item() < 1:
-                    raise NonFiniteLossError(
-                        f"{method}: non-finite loss at step {step} (epoch {epoch}); the run stopped and the last "
-                        f"good checkpoint {out / 'last.pt'} is kept. Lower the learning rate (lr={lr:.3g}) or check the data.")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 model.after_step(step, total)
+                pending.append((step, epoch, loss.detach(), lr))
                 step += 1
                 batch_in_epoch += 1
                 seen += gb
-                last_loss = float(D.all_reduce_mean(loss.detach()))
-                ips = seen / max(time.perf_counter() - t0, 1e-9)
-                if D.is_main():
-                    _log_row(log_path, {"step": step, "epoch": epoch, "loss": f"{last_loss:.6f}", "lr": f"{lr:.6g}",
-                                        "images_per_s": f"{ips:.1f}", "time": f"{time.time():.1f}"})
-                    if step % 10 == 0 or step == 1:
-                        writer.add_scalar("train/loss", last_loss, step)
-                        writer.add_scalar("train/lr", lr, step)
-                        writer.add_scalar("train/images_per_s", ips, step)
                 bar.update()
-                bar.set_postfix(loss=f"{last_loss:.4f}", img_s=f"{ips:.0f}")
                 if on_step is not None:
-                    on_step(step, last_loss)
+                    on_step(step)
+                if step % cfg.log_every == 0:
+                    flush(seen / max(time.perf_counter() - t0, 1e-9))
                 if step % cfg.checkpoint_every == 0:
+                    flush()
                     save_last()
                 if step >= limit:
                     break
+            flush(seen / max(time.perf_counter() - t0, 1e-9))
             if batch_in_epoch >= steps_per_epoch:  # epoch finished: validation loss and model selection
                 val = validation_loss(model, val_ds, aug, gb, cfg, dev, amp)
                 epoch, batch_in_epoch = epoch + 1, 0

@@ -12,7 +12,8 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 def _run(tmp_path, what, nproc):
     out = tmp_path / f"{what}_{nproc}.pt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parent.parent)}
+    path = os.pathsep.join(p for p in (str(WORKER.parent.parent), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            str(WORKER), what, str(out)]
     subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)

@@ -34,7 +34,7 @@ def test_kill_and_resume_is_exact(store, synth_dir, tmp_path, method):
     kw = dict(batch_size=16, epochs=2, checkpoint_every=4, swav_queue_length=32, swav_queue_start_step=2)
     pretrain(method, synth_dir, tmp_path / "full", "tiny", progress=False, max_steps=10, **kw)
 
-    def kill(step, loss):
+    def kill(step):
         if step == 6:
             raise _Kill()
 

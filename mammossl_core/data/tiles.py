@@ -8,6 +8,7 @@ memory-mapped 16-bit store (``DIR/tiles/store.u16``, shape ``(N, H, W)``) next t
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,15 @@ def background_fractions(mask: np.ndarray, patch: int, rows: np.ndarray, cols: n
     return 1.0 - inside / float(patch * patch)
 
 
+def _load_with_mask(path: str):
+    """(image, breast mask, None) or (None, None, error message) for one file; runs in worker processes."""
+    try:
+        img = read_png16(path)
+    except DataError as e:
+        return None, None, str(e)
+    return img, breast_mask(img).astype(np.uint8), None
+
+
 class TileStore:
     """Memory-mapped 16-bit store of a prepared dataset's whole images and breast masks."""
 
@@ -110,24 +120,32 @@ class TileStore:
         h = w = None
         with atomic_path(out / "store.u16") as tmp_img, atomic_path(out / "masks.u8") as tmp_mask:
             imgs = masks = None
-            for _, row in tqdm(ds.images.iterrows(), total=n, desc="tile store", disable=not progress):
-                path = ds.root / row.path
-                try:
-                    img = read_png16(path)
-                    if first is None:
+            paths = [str(ds.root / p) for p in ds.images.path]
+            workers = max(1, min(os.cpu_count() or 1, 16, n))
+            ctx = mp.get_context("fork") if os.name != "nt" else mp.get_context("spawn")
+            pool = ctx.Pool(workers) if workers > 1 else None
+            results = pool.imap(_load_with_mask, paths, chunksize=4) if pool else map(_load_with_mask, paths)
+            try:
+                for image_id, path, (img, mask, err) in tqdm(zip(ds.images.image_id, paths, results), total=n,
+                                                             desc="tile store", disable=not progress):
+                    if err is None and first is None:
                         first = path
                         h, w = img.shape
                         imgs = np.memmap(tmp_img, dtype=np.uint16, mode="w+", shape=(n, h, w))
                         masks = np.memmap(tmp_mask, dtype=np.uint8, mode="w+", shape=(n, h, w))
-                    if img.shape != (h, w):
-                        raise DataError(f"{path}: size {img.shape} differs from {(h, w)} of {first}")
-                except DataError as e:
-                    failures.append({"image_id": row.image_id, "path": str(path), "error": str(e)})
-                    continue
-                k = len(ok_ids)
-                imgs[k] = img
-                masks[k] = breast_mask(img)
-                ok_ids.append(row.image_id)
+                    if err is None and img.shape != (h, w):
+                        err = f"{path}: size {img.shape} differs from {(h, w)} of {first}"
+                    if err is not None:
+                        failures.append({"image_id": image_id, "path": path, "error": err})
+                        continue
+                    k = len(ok_ids)
+                    imgs[k] = img
+                    masks[k] = mask
+                    ok_ids.append(image_id)
+            finally:
+                if pool:
+                    pool.close()
+                    pool.join()
             if not ok_ids:
                 raise DataError(f"{ds.root}: no readable image; first error: {failures[0]['error']}")
             imgs.flush()
