@@ -100,6 +100,10 @@ def main() -> int:
     n_tiles = len(TileDataset(store, 96))
     print(f"[gpu] {torch.cuda.get_device_name()}: synthetic paper-size data, {len(store.image_ids)} images, "
           f"{n_tiles} tiles of 96 px, prepared in {time.perf_counter() - t:.0f} s", flush=True)
+    steps_per_epoch = int(0.7 * n_tiles) // a.batch
+    if a.steps >= steps_per_epoch:
+        print(f"[gpu] warning: {a.steps} steps cross an epoch end (~{steps_per_epoch} steps/epoch): the timing then "
+              f"includes validation and checkpointing; use more --patients or fewer --steps")
     results = {}
     for method in ("byol", "swav"):
         stamps: list[float] = []

@@ -43,6 +43,43 @@ def cmd_tiles(a: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import evaluate as E
+
+    epochs_key = {"linear": "linear_epochs", "finetune": "finetune_epochs", "supervised": "supervised_epochs",
+                  "patches": "linear_epochs"}[a.protocol]
+    overrides = {epochs_key: a.epochs} if a.epochs else {}
+    ck = a.checkpoint
+    if ck is not None and Path(ck).is_dir():
+        ck = Path(ck) / "best.pt"
+    if a.protocol == "patches":
+        res = E.patch_linear_eval(a.data, ck, a.profile, a.out, seed=a.seed, device=a.device, **overrides)
+    else:
+        fn = {"linear": E.linear_eval, "finetune": E.finetune, "supervised": E.supervised}[a.protocol]
+        kw = dict(pooling=a.pooling, profile=a.profile, label_fraction=a.label_fraction, seed=a.seed,
+                  device=a.device, **overrides)
+        if a.protocol == "supervised":
+            kw["encoder"] = a.encoder
+        else:
+            kw["checkpoint"] = ck
+            if a.protocol == "linear":
+                kw["encoder"] = a.encoder
+        if a.cv:
+            res = E.cross_validate(fn, a.data, a.cv, out=a.out, **kw)
+        else:
+            res = fn(a.data, out=a.out, split=a.split, **kw)
+    print(json.dumps(res, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mammossl", description="Self-supervised learning on screening mammograms "
                                  "(a reproduction of Miller et al.).")
@@ -69,6 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_profile(p)
     p.set_defaults(func=cmd_tiles)
+
+    p = sub.add_parser("evaluate", help="linear evaluation, finetuning, supervised baseline, annotated patches")
+    p.add_argument("protocol", choices=["linear", "finetune", "supervised", "patches"])
+    p.add_argument("--data", required=True, help="prepared dataset directory (may differ from the pretraining one)")
+    p.add_argument("--checkpoint", default=None, help="pretraining run directory or .pt (none: random encoder)")
+    p.add_argument("--pooling", choices=["gap", "mip", "sa"], default="gap")
+    p.add_argument("--out", required=True, help="output directory (result.json, predictions.csv)")
+    p.add_argument("--encoder", default=None, help="encoder for random/supervised models (profile default)")
+    p.add_argument("--split", default="split", help="split column: split, or fold0..fold4 of folds.csv")
+    p.add_argument("--cv", type=int, default=None, help="k-fold cross-validation over folds.csv (mean, SE)")
+    p.add_argument("--label-fraction", type=float, default=1.0, help="share of training patients (Fig. 5)")
+    p.add_argument("--epochs", type=int, default=None, help="override the protocol's number of epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    _add_profile(p)
+    p.set_defaults(func=cmd_evaluate)
 
     from .pretrain import add_arguments, run_from_args
 

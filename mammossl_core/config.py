@@ -76,6 +76,8 @@ class PretrainConfig:
     #: LARS momentum
     momentum: float = 0.9
     checkpoint_every: int = 500
+    #: also keep a checkpoint of every epoch (for validation loss vs AUC, Supp. Fig. 2)
+    keep_epoch_checkpoints: bool = False
     #: losses are checked and logged every this many steps (one device sync each time)
     log_every: int = 10
     #: stop after this many steps (the schedule still spans ``epochs``); None = run all epochs

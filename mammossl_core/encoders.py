@@ -16,8 +16,7 @@ ENCODERS = ("resnet50", "resnet50x2", "resnet152", "resnet18", "tiny")
 def build_resnet(name: str) -> ResNet:
     """A randomly initialised torchvision ResNet by project name (no weights are downloaded).
 
-    ``resnet50x2`` is torchvision's ``wide_resnet50_2`` (bottleneck width doubled); ``tiny`` is a ResNet with
-    one basic block per stage, for CPU runs.
+    ``resnet50x2`` is torchvision's ``wide_resnet50_2`` (bottleneck width doubled).
     """
     if name == "resnet50":
         return torchvision.models.resnet50(weights=None)
@@ -27,13 +26,29 @@ def build_resnet(name: str) -> ResNet:
         return torchvision.models.resnet152(weights=None)
     if name == "resnet18":
         return torchvision.models.resnet18(weights=None)
-    if name == "tiny":
-        return ResNet(BasicBlock, [1, 1, 1, 1])
     raise ValueError(f"unknown encoder {name!r}; choose one of {ENCODERS}")
+
+
+def _tiny_trunk() -> tuple[nn.Sequential, int]:
+    """A narrow ResNet of torchvision basic blocks (16-32-64-128 channels, one block per stage, total stride 32)
+    for the tiny profile on CPUs."""
+
+    def stage(cin: int, cout: int, stride: int) -> BasicBlock:
+        down = None
+        if stride != 1 or cin != cout:
+            down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        return BasicBlock(cin, cout, stride, down)
+
+    trunk = nn.Sequential(nn.Conv2d(3, 16, 5, 2, 2, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
+                          nn.MaxPool2d(3, 2, 1), stage(16, 16, 1), stage(16, 32, 2), stage(32, 64, 2),
+                          stage(64, 128, 2))
+    return trunk, 128
 
 
 def build_trunk(name: str) -> tuple[nn.Sequential, int]:
     """Fully-convolutional trunk (no pooling, no classifier) and its embedding size ``m``."""
+    if name == "tiny":
+        return _tiny_trunk()
     net = build_resnet(name)
     m = net.fc.in_features
     trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)

@@ -359,6 +359,8 @@ def pretrain(
                 save_last()
                 if improved and D.is_main():
                     checkpoint.save(out / "best.pt", state_dict())
+                if cfg.keep_epoch_checkpoints and D.is_main():
+                    checkpoint.save(out / f"epoch_{epoch - 1:03d}.pt", {**state_dict(), "val_loss": val})
         save_last()
     finally:
         bar.close()

@@ -1,0 +1,97 @@
+"""MIP attention heatmaps (paper Fig. 4, Supp. Fig. 3) and a localisation score on data with known lesion masks.
+
+The localisation score is ours (the paper shows heatmaps only): for each malignant image, the share of MIP
+attention that falls on grid cells touching a lesion, against the share of breast cells that touch a lesion
+(what uniform attention would give); and the pointing game: whether the most attended cell touches a lesion.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..data.layout import PreparedDataset
+
+
+def lesion_cells(lesion_mask: np.ndarray, r: int, c: int) -> np.ndarray:
+    """Grid cells (``r x c``) that contain at least one lesion pixel."""
+    t = torch.from_numpy(lesion_mask.astype(np.float32))[None, None]
+    return (F.adaptive_max_pool2d(t, (r, c))[0, 0] > 0).numpy()
+
+
+def localisation(weights: np.ndarray, breast_cells: np.ndarray, lesion: np.ndarray) -> dict:
+    """Attention share on lesion cells, the lesion cells' share of breast cells, and the pointing-game hit."""
+    w = weights * breast_cells
+    w = w / max(w.sum(), 1e-12)
+    on = lesion & breast_cells
+    chance = on.sum() / max(breast_cells.sum(), 1)
+    share = float(w[on].sum())
+    return {"attention_on_lesion": share, "chance": float(chance), "enrichment": share / chance if chance else np.nan,
+            "pointing_hit": bool(on.flat[int(np.argmax(w))])}
+
+
+@torch.no_grad()
+def attention_maps(model, ev, rows: np.ndarray, device="cpu", batch: int = 16):
+    """MIP (or SA) weights ``(N, r, c)``, grid breast masks ``(N, r, c)`` and malignancy scores for ``rows``."""
+    from ..whole_image import grid_mask
+
+    model.eval()
+    ws, ms, ss = [], [], []
+    for s in range(0, len(rows), batch):
+        x, breast = ev.images(rows[s:s + batch], device)
+        h = model.grid(x)
+        gm = grid_mask(breast, h.shape[2], h.shape[3])
+        logit, w = model.classify(h, gm)
+        ws.append(w.cpu().numpy())
+        ms.append(gm.cpu().numpy())
+        ss.append(torch.sigmoid(logit).cpu().numpy())
+    return np.concatenate(ws), np.concatenate(ms), np.concatenate(ss)
+
+
+def localisation_table(model, ev, data, split: str = "test", device="cpu") -> pd.DataFrame:
+    """One row per malignant image of ``split`` with :func:`localisation`'s fields."""
+    ds = PreparedDataset(data)
+    t = ev.table
+    rows = np.nonzero(((t.split == split) & (t.label == 1)).to_numpy())[0]
+    w, gm, score = attention_maps(model, ev, rows, device)
+    out = []
+    for k, row in enumerate(rows):
+        iid = t.image_id.iloc[row]
+        les = ds.lesions[(ds.lesions.image_id == iid) & (ds.lesions.pathology == "malignant")]
+        if les.empty:
+            continue
+        from ..data.layout import read_mask
+
+        m = np.logical_or.reduce([read_mask(ds.root / p) for p in les.mask_path])
+        out.append({"image_id": iid, "score": float(score[k]),
+                    **localisation(w[k], gm[k], lesion_cells(m, *w[k].shape))})
+    return pd.DataFrame(out)
+
+
+def heatmap_figure(model, ev, data, rows: np.ndarray, device="cpu", ncols: int = 3):
+    """Images with the pooling attention overlaid and malignant lesions outlined (paper Fig. 4)."""
+    import matplotlib.pyplot as plt
+
+    from ..data.layout import read_mask
+
+    ds = PreparedDataset(data)
+    w, _, score = attention_maps(model, ev, rows, device)
+    n = len(rows)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 4 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, (ax, row) in enumerate(zip(axes.flat, rows)):
+        x, _ = ev.images(np.array([row]), "cpu")
+        img = x[0, 0].numpy()
+        att = F.interpolate(torch.from_numpy(w[k])[None, None], size=img.shape, mode="nearest")[0, 0].numpy()
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+        im = ax.imshow(att, cmap="inferno", alpha=0.45, vmin=0, vmax=max(float(w[k].max()), 1e-6))
+        iid = ev.table.image_id.iloc[row]
+        for p in ds.lesions.loc[ds.lesions.image_id == iid, "mask_path"]:
+            ax.contour(read_mask(ds.root / p), levels=[0.5], colors="cyan", linewidths=0.8)
+        ax.set_title(f"{iid}\nlabel {ev.table.label.iloc[row]}, score {score[k]:.2f}", fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.04, label="attention")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,34 @@
+"""Model selection by the validation pretraining loss (paper V.A, Supp. Fig. 2): validation loss of each epoch's
+checkpoint against its linear-evaluation validation AUC."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import checkpoint as ck
+
+
+def loss_vs_auc(run_dir, data, pooling: str = "gap", profile="tiny", **eval_overrides) -> pd.DataFrame:
+    """One row per ``epoch_*.pt`` of a run (pretrained with ``keep_epoch_checkpoints``): epoch, validation
+    pretraining loss, linear-evaluation validation and test AUC."""
+    from ..evaluate import linear_eval
+
+    rows = []
+    paths = sorted(Path(run_dir).glob("epoch_*.pt"))
+    if not paths:
+        raise FileNotFoundError(f"{run_dir}: no epoch_*.pt; pretrain with keep_epoch_checkpoints=True")
+    for p in paths:
+        meta = ck.load(p)
+        r = linear_eval(data, p, pooling, profile, **eval_overrides)
+        rows.append({"epoch": int(meta["epoch"]) - 1, "val_loss": float(meta["val_loss"]), "val_auc": r["val_auc"],
+                     "test_auc": r["auc"]})
+    return pd.DataFrame(rows)
+
+
+def correlation(table: pd.DataFrame) -> float:
+    """Pearson correlation of validation loss and validation AUC (the paper reports R = -0.79)."""
+    if len(table) < 3:
+        return float("nan")
+    return float(np.corrcoef(table.val_loss, table.val_auc)[0, 1])

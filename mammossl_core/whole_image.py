@@ -1,0 +1,123 @@
+"""From a patch encoder to a whole-image classifier (paper II.B, Fig. 1).
+
+The pretrained trunk runs fully convolutionally over a whole mammogram and yields the grid of embeddings
+``H`` (``r x c x m``); the breast mask, reduced to the same grid, marks the background cells; a pooling head
+(:mod:`~mammossl_core.pooling`) condenses ``H`` into ``z`` and a linear layer gives the malignancy logit.
+
+What equals what: the trunk is translation-equivariant with the total stride ``s`` (32 for the ResNets), so a crop
+of the image starting at a multiple of ``s`` gives exactly the same embeddings as the whole image at the
+corresponding cells, for every cell whose receptive field lies inside the crop (tests/test_whole_image.py checks
+this to float precision in eval mode). A tile's *pooled* embedding (how the encoder saw patches during
+pretraining) is not a grid cell: the grid sees each cell in the context of its whole receptive field.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .encoders import build_trunk
+from .pooling import build_pooling
+
+STRIDE = 32  # total stride of the torchvision ResNet trunks
+
+
+def grid_mask(mask: torch.Tensor, r: int, c: int, min_breast: float = 0.3) -> torch.Tensor:
+    """Reduce pixel breast masks ``(B, H, W)`` to the ``r x c`` grid: True where at least ``min_breast`` of the
+    cell is breast."""
+    frac = F.adaptive_avg_pool2d(mask.float().unsqueeze(1), (r, c)).squeeze(1)
+    return frac >= min_breast
+
+
+class ViTGrid(nn.Module):
+    """A ViT-MAE encoder as a grid encoder: image resized to the ViT's square, patch tokens as the grid."""
+
+    def __init__(self, vit_encoder, image_size: int, patch: int):
+        super().__init__()
+        self.vit, self.size, self.patch = vit_encoder, image_size, patch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
+        tokens = self.vit.encode(images=x)[:, 1:]  # drop the class token
+        g = self.size // self.patch
+        return tokens.transpose(1, 2).reshape(len(x), -1, g, g)
+
+
+def build_grid_encoder(checkpoint_path=None, encoder: str | None = None, profile=None) -> tuple[nn.Module, int, dict]:
+    """(grid encoder ``(B, 3, H, W) -> (B, m, r, c)``, ``m``, checkpoint metadata).
+
+    With a checkpoint, its pretrained backbone (any method) is loaded; without one, ``encoder`` is built randomly
+    initialised (the paper's "random" baseline and the supervised model's start).
+    """
+    from . import checkpoint
+
+    meta: dict = {}
+    if checkpoint_path is not None:
+        state = checkpoint.load(checkpoint_path, encoder=encoder)
+        meta = {k: v for k, v in state.items() if k not in ("model", "optimizer")}
+        if state["method"] == "mae":
+            from .config import PretrainConfig
+            from .ssl.mae import MAE
+
+            cfg = PretrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in state["config"].items()})
+            mae = MAE(cfg)
+            mae.load_state_dict(state["model"])
+            return ViTGrid(mae.backbone, cfg.mae_image_size, cfg.mae_patch), mae.backbone.dim, meta
+        encoder = state["encoder"]
+        trunk, m = build_trunk(encoder)
+        weights = {k[len("backbone.trunk."):]: v for k, v in state["model"].items() if k.startswith("backbone.trunk.")}
+        trunk.load_state_dict(weights)
+        return trunk, m, meta
+    if encoder is None:
+        raise ValueError("give a checkpoint or an encoder name")
+    trunk, m = build_trunk(encoder)
+    return trunk, m, {"encoder": encoder, "method": "random"}
+
+
+class WholeImageClassifier(nn.Module):
+    """Grid encoder + pooling (GAP, MIP or SA) + linear layer: ``(B, 1, H, W)`` images -> logits ``(B,)``."""
+
+    def __init__(self, trunk: nn.Module, m: int, pooling: str = "gap", mip_hidden: int = 512):
+        super().__init__()
+        self.trunk, self.m = trunk, m
+        self.pool = build_pooling(pooling, m, mip_hidden)
+        self.head = nn.Linear(m, 1)
+
+    def grid(self, x: torch.Tensor) -> torch.Tensor:
+        """Embedding grid ``(B, m, r, c)`` of images ``(B, 1, H, W)`` (duplicated to 3 channels)."""
+        return self.trunk(x.expand(-1, 3, -1, -1))
+
+    def classify(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and pooling weights from a grid ``(B, m, r, c)`` and grid mask ``(B, r, c)``."""
+        b, m, r, c = h.shape
+        z, w = self.pool(h.flatten(2).transpose(1, 2), None if mask is None else mask.flatten(1))
+        return self.head(z).squeeze(-1), w.reshape(b, r, c)
+
+    def forward(self, x: torch.Tensor, breast: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.grid(x)
+        mask = None if breast is None else grid_mask(breast, h.shape[2], h.shape[3])
+        return self.classify(h, mask)
+
+
+def whole_image_augment(x: torch.Tensor, mask: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Finetuning augmentation (paper V.C), batched: zoom 80-120%, horizontal and vertical flips, rotation within
+    +-25 degrees, brightness within +-20 (8-bit) pixel values. ``x`` is ``(B, 1, H, W)``, ``mask`` ``(B, H, W)``."""
+    b, _, h, w = x.shape
+    dev = x.device
+
+    def u(lo, hi):
+        return lo + (hi - lo) * torch.rand(b, generator=g, device=dev)
+
+    zoom = u(0.8, 1.2)
+    ang = u(-25, 25) * torch.pi / 180
+    fx = torch.where(torch.rand(b, generator=g, device=dev) < 0.5, -1.0, 1.0)
+    fy = torch.where(torch.rand(b, generator=g, device=dev) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(ang) / zoom, torch.sin(ang) / zoom
+    aspect = h / w
+    theta = torch.stack([torch.stack([cos * fx, -sin * aspect * fy, torch.zeros_like(cos)], 1),
+                         torch.stack([sin / aspect * fx, cos * fy, torch.zeros_like(cos)], 1)], 1)
+    grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
+    xo = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    mo = F.grid_sample(mask.float().unsqueeze(1), grid, mode="nearest", align_corners=False).squeeze(1) > 0.5
+    xo = (xo + (u(-20, 20) / 255.0).view(-1, 1, 1, 1) * (xo > 0)).clamp(0, 1)
+    return xo, mo
