@@ -49,6 +49,22 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def cmd_prepare(a: argparse.Namespace) -> int:
+    if a.dataset == "cbis-ddsm":
+        from .data.cbis_ddsm import prepare_cbis_ddsm
+
+        s = prepare_cbis_ddsm(a.dicom_root, a.csv_dir, a.out, a.profile, a.seed, a.workers)
+    else:
+        from .data.cmmd import prepare_cmmd
+
+        s = prepare_cmmd(a.dicom_root, a.clinical, a.out, a.profile, a.seed, a.keep_unlabeled, a.workers)
+    print(json.dumps({k: s[k] for k in ("counts", "paper_counts", "written", "skipped", "failed")}, indent=2))
+    if s["failed"]:
+        print(f"mammossl prepare: {s['failed']} file(s) failed; see {a.out}/report.csv", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -106,6 +122,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_profile(p)
     p.set_defaults(func=cmd_tiles)
+
+    p = sub.add_parser("prepare", help="convert a TCIA download (CBIS-DDSM or CMMD) into a prepared dataset")
+    psub = p.add_subparsers(dest="dataset", required=True)
+    q = psub.add_parser("cbis-ddsm", help="CBIS-DDSM: four description CSVs + NBIA DICOM tree",
+                        description="Convert CBIS-DDSM (paper III.A): whole images resized to the profile's size as "
+                        "16-bit PNG, ROI masks, label 1 if any abnormality is MALIGNANT, patient-level 7:1:2 split.")
+    q.add_argument("--dicom-root", required=True, help="folder of the NBIA download (holds CBIS-DDSM/...)")
+    q.add_argument("--csv-dir", required=True, help="folder with the four *_case_description_*_set.csv files")
+    q.add_argument("--out", required=True, help="output prepared-dataset directory (re-runs resume)")
+    q.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    q.add_argument("--seed", type=int, default=0, help="split seed")
+    q.add_argument("--profile", choices=sorted(PROFILES), default="paper")
+    q.set_defaults(func=cmd_prepare)
+    q = psub.add_parser("cmmd", help="CMMD: clinical xlsx + NBIA DICOM tree",
+                        description="Convert CMMD (paper III.B): images resized to the profile's size as 16-bit PNG, "
+                        "labels from the clinical table by patient and the image's laterality, 3:1:1 split, 5 folds.")
+    q.add_argument("--dicom-root", required=True, help="folder of the NBIA download (holds CMMD/D1-0001/...)")
+    q.add_argument("--clinical", required=True, help="CMMD_clinicaldata_revision.xlsx")
+    q.add_argument("--out", required=True, help="output prepared-dataset directory (re-runs resume)")
+    q.add_argument("--keep-unlabeled", action="store_true",
+                   help="keep images of breasts the table does not name, unlabelled, for SSL pretraining")
+    q.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    q.add_argument("--seed", type=int, default=0, help="split seed")
+    q.add_argument("--profile", choices=sorted(PROFILES), default="paper")
+    q.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("evaluate", help="linear evaluation, finetuning, supervised baseline, annotated patches")
     p.add_argument("protocol", choices=["linear", "finetune", "supervised", "patches"])

@@ -69,7 +69,9 @@ def load_eval_data(data: str | os.PathLike, split: str = "split") -> EvalData:
             raise ValueError(f"{folds_path}: no column {split!r}; have {[c for c in folds.columns if c.startswith('fold')]}")
         table["split"] = table.image_id.map(folds.set_index("image_id")[split])
     pos = {iid: k for k, iid in enumerate(store.image_ids)}
-    table = table[table.image_id.isin(pos)].reset_index(drop=True)
+    # unlabelled images (label -1, e.g. CMMD breasts the clinical table does not name) serve pretraining only
+    table = table[table.image_id.isin(pos) & (table.label >= 0) & table.split.isin(["train", "val", "test"])]
+    table = table.reset_index(drop=True)
     table["pos"] = table.image_id.map(pos)
     return EvalData(Path(data), store, table)
 

@@ -92,6 +92,8 @@ def build_dataset(prof: Profile, data_dir, method_name: str, split: str):
     cfg = prof.pretrain
     ds = PreparedDataset(data_dir)
     ids = list(ds.split(split).image_id)
+    if split == "train":  # unlabelled images (split "unlabeled") are pretraining data too
+        ids += list(ds.split("unlabeled").image_id)
     if method_name == "mae":
         store, _ = TileStore.build(data_dir, progress=D.is_main())
         return _Images(store, ids, cfg.mae_image_size)
