@@ -1,11 +1,11 @@
-# The two commands of the README: `make run` (the main job) and `make test` (the whole test suite).
+# The two commands of the README: `make book` (the main job) and `make test` (the whole test suite).
 # Both create .venv and install the project into it when needed.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DATA ?= data/synth-ddsm
 PROFILE ?= tiny
+NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env -p no:cacheprovider
 
-.PHONY: run test install bench clean
+.PHONY: book test install browser bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,15 +15,23 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## the main job: the synthetic dataset, its tile store and annotated patches, a montage, the benchmarks
-run: install
-	test -f $(DATA)/dataset.json || $(VENV)/bin/mammossl synth --out $(DATA) --profile $(PROFILE)
-	$(VENV)/bin/mammossl tiles --data $(DATA) --profile $(PROFILE) --annotated
+## headless Chromium from Debian for the browser test (never `playwright install`)
+browser:
+	@test -x /usr/bin/chromium || (command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "no Chromium: the browser test will be skipped")
+
+## the main job: execute every chapter notebook at the tiny profile with papermill, then build the HTML book
+book: install
+	$(VENV)/bin/mammossl book all --profile $(PROFILE)
+
+## the whole test suite: unit tests, the book (built if needed), nbval re-execution of the chapters, the browser test
+test: install browser
+	$(PY) -m pytest -q -m "not book" tests
+	$(MAKE) book
+	$(PY) -m pytest -q $(NBVAL) book/chapters
+	$(PY) -m pytest -q tests/test_book_browser.py
+
+bench: install
 	$(PY) -m mammossl_core.bench
 
-## the whole test suite
-test: install
-	$(PY) -m pytest -q
-
 clean:
-	rm -rf data runs book/_build
+	rm -rf data runs .cache book/_build book/chapters book/_failed

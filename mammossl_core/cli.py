@@ -175,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .data.layout import DataError
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "book":  # `mammossl book run|build|all ...`
+        from .book import main as book_main
+
+        return book_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

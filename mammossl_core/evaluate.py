@@ -251,6 +251,17 @@ def linear_eval(data, checkpoint=None, pooling: str = "gap", profile: str | Prof
     return res
 
 
+def load_classifier(checkpoint, linear_out, pooling: str, mip_hidden: int, device="cpu") -> WholeImageClassifier:
+    """The whole-image classifier of a linear evaluation: the checkpoint's encoder with the pooling and linear
+    layer saved in ``linear_out/head.pt``."""
+    trunk, m, _ = build_grid_encoder(checkpoint)
+    model = WholeImageClassifier(trunk, m, pooling, mip_hidden)
+    heads = torch.load(Path(linear_out) / "head.pt", weights_only=True)
+    model.pool.load_state_dict(heads["pool"])
+    model.head.load_state_dict(heads["head"])
+    return model.to(device).eval()
+
+
 def _full_forward(model, ev, device, augment: bool):
     def forward(rows, train, g):
         x, mask = ev.images(rows, device)

@@ -14,8 +14,8 @@ def test_paper_profile_has_the_paper_numbers():
 
 
 def test_overrides_and_errors():
-    p = get_profile("tiny", pretrain={"epochs": 1})
-    assert p.pretrain.epochs == 1 and get_profile("tiny").pretrain.epochs == 3
+    p = get_profile("tiny", pretrain={"epochs": 2})
+    assert p.pretrain.epochs == 2 and get_profile("tiny").pretrain.epochs == 1
     with pytest.raises(ValueError, match="epoch"):
         get_profile("tiny", pretrain={"epoch": 1})
     with pytest.raises(ValueError, match="profile"):

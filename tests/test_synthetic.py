@@ -44,7 +44,7 @@ def test_masks_inside_breast_and_match_lesions(synth_dir):
         img = read_png16(synth_dir / ds.images.set_index("image_id").path[les.image_id])
         assert m.shape == img.shape and m.any()
         assert (m & ~breast_mask(img)).sum() <= 0.05 * m.sum()
-        assert m.mean() < 0.05  # a needle in a haystack
+        assert m.mean() < 0.08  # a needle in a haystack
     # the label is exactly "a malignant lesion is present"
     malignant = set(ds.lesions.loc[ds.lesions.pathology == "malignant", "image_id"])
     assert (ds.images.label == ds.images.image_id.isin(malignant).astype(int)).all()

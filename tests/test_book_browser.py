@@ -1,0 +1,58 @@
+"""Browser test of the built book: headless Chromium from Debian, driven by Playwright."""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+BUILD = Path(__file__).resolve().parents[1] / "book" / "_build" / "html"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHAPTERS = sorted((BUILD / "chapters").glob("0*.html")) if BUILD.is_dir() else []
+pytestmark = [
+    pytest.mark.book,
+    pytest.mark.skipif(not BUILD.is_dir(), reason="book not built (make book)"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium (apt-get install -y chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def test_every_chapter_is_built():
+    assert len(CHAPTERS) == 9, [c.name for c in CHAPTERS]
+
+
+@pytest.mark.parametrize("page", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_renders_figure_table_and_no_error(browser, page):
+    shots = Path(__file__).parent / "screenshots"
+    shots.mkdir(exist_ok=True)
+    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    tab.goto(page.as_uri())
+    tab.wait_for_load_state("load")
+    assert tab.locator("main img, article img").count() >= 1, "no figure"
+    assert tab.locator("main table, article table").count() >= 1, "no results table"
+    body = tab.inner_text("main")
+    for bad in ("Traceback (most recent call last)", "Error:", "Exception:"):
+        assert bad not in body, f"error output in {page.name}: {bad}"
+    assert tab.locator(".output.stderr:has-text('Error')").count() == 0
+    # internal links resolve to files of the build
+    hrefs = tab.eval_on_selector_all("a[href]", "els => els.map(e => e.getAttribute('href'))")
+    for h in hrefs:
+        if h.startswith(("http", "mailto", "#", "javascript")):
+            continue
+        target = (page.parent / h.split("#")[0]).resolve()
+        assert target.exists(), f"{page.name}: broken link {h}"
+    tab.screenshot(path=str(shots / f"{page.stem}.png"), full_page=False)
+    assert not errors, errors
+    tab.close()
