@@ -34,7 +34,7 @@ def synthetic_dataset(profile: str = "tiny", domain: str = "ddsm", patients: int
     if not (d / "dataset.json").is_file():
         if d.exists():
             shutil.rmtree(d)  # a generation that died half-way
-        synthesize(d, patients=patients, seed=seed, profile=profile, domain=domain, **params)
+        synthesize(d, patients=patients, seed=seed, profile=profile, domain=domain, progress=False, **params)
     TileStore.build(d, progress=False)
     return d
 
@@ -63,7 +63,7 @@ def pretrained(method: str, data: str | os.PathLike, profile="tiny", device: str
     extra = {} if isinstance(profile, str) else {"data": dataclasses.asdict(profile.data)}
     run = cache_root() / "runs" / f"{method}-{Path(data).name}-{name}-{key(**overrides, **extra)}"
     if not (run / "summary.json").is_file():
-        pretrain(method, data, run, profile, resume=True, device=device, **overrides)
+        pretrain(method, data, run, profile, resume=True, device=device, progress=False, **overrides)
         write_json(run / "overrides.json", overrides)
     return run
 

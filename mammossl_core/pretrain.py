@@ -95,20 +95,20 @@ def build_dataset(prof: Profile, data_dir, method_name: str, split: str):
     if split == "train":  # unlabelled images (split "unlabeled") are pretraining data too
         ids += list(ds.split("unlabeled").image_id)
     if method_name == "mae":
-        store, _ = TileStore.build(data_dir, progress=D.is_main())
+        store, _ = TileStore.build(data_dir, progress=False)
         return _Images(store, ids, cfg.mae_image_size)
     if cfg.source == "annotated":
         from .data.patches import build_annotated_patches
 
         if D.is_main():
-            TileStore.build(data_dir)
-            build_annotated_patches(data_dir, prof.data.annotated_patch, seed=cfg.seed)
+            TileStore.build(data_dir, progress=False)
+            build_annotated_patches(data_dir, prof.data.annotated_patch, seed=cfg.seed, progress=False)
         D.barrier()
         return _Patches(data_dir, prof.data.annotated_patch, split)
     if cfg.source != "tiles":
         raise ValueError(f"pretrain source {cfg.source!r}: use 'tiles' or 'annotated'")
     if D.is_main():
-        TileStore.build(data_dir)
+        TileStore.build(data_dir, progress=False)
     D.barrier()
     return TileDataset(TileStore(data_dir), prof.data.tile_size, prof.data.tile_overlap, prof.data.max_background, ids)
 
@@ -252,8 +252,9 @@ def pretrain(
                                          "world_size": world, "global_batch": gb, "lr": base_lr,
                                          "steps_per_epoch": steps_per_epoch, "total_steps": total,
                                          "pretrain": dataclasses.asdict(cfg), "data_config": dataclasses.asdict(prof.data)})
-        print(f"[pretrain] {method} on {len(train_ds)} samples, {world} process(es), global batch {gb}, "
-              f"lr {base_lr:.4g}, {steps_per_epoch} steps/epoch, {total} steps", flush=True)
+        if progress:
+            print(f"[pretrain] {method} on {len(train_ds)} samples, {world} process(es), global batch {gb}, "
+                  f"lr {base_lr:.4g}, {steps_per_epoch} steps/epoch, {total} steps", flush=True)
     writer = None
     if D.is_main():
         from torch.utils.tensorboard import SummaryWriter
