@@ -12,6 +12,15 @@ def _add_profile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=sorted(PROFILES), default="tiny", help="size/hyperparameter profile")
 
 
+def _add_prepare_common(q: argparse.ArgumentParser) -> None:
+    """Options shared by both converters."""
+    q.add_argument("--out", required=True, help="output prepared-dataset directory (re-runs resume)")
+    q.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    q.add_argument("--seed", type=int, default=0, help="split seed")
+    q.add_argument("--profile", choices=sorted(PROFILES), default="paper")
+    q.set_defaults(func=cmd_prepare)
+
+
 def cmd_synth(a: argparse.Namespace) -> int:
     from .data.synthetic import synthesize
 
@@ -130,23 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "16-bit PNG, ROI masks, label 1 if any abnormality is MALIGNANT, patient-level 7:1:2 split.")
     q.add_argument("--dicom-root", required=True, help="folder of the NBIA download (holds CBIS-DDSM/...)")
     q.add_argument("--csv-dir", required=True, help="folder with the four *_case_description_*_set.csv files")
-    q.add_argument("--out", required=True, help="output prepared-dataset directory (re-runs resume)")
-    q.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    q.add_argument("--seed", type=int, default=0, help="split seed")
-    q.add_argument("--profile", choices=sorted(PROFILES), default="paper")
-    q.set_defaults(func=cmd_prepare)
+    _add_prepare_common(q)
     q = psub.add_parser("cmmd", help="CMMD: clinical xlsx + NBIA DICOM tree",
                         description="Convert CMMD (paper III.B): images resized to the profile's size as 16-bit PNG, "
                         "labels from the clinical table by patient and the image's laterality, 3:1:1 split, 5 folds.")
     q.add_argument("--dicom-root", required=True, help="folder of the NBIA download (holds CMMD/D1-0001/...)")
     q.add_argument("--clinical", required=True, help="CMMD_clinicaldata_revision.xlsx")
-    q.add_argument("--out", required=True, help="output prepared-dataset directory (re-runs resume)")
     q.add_argument("--keep-unlabeled", action="store_true",
                    help="keep images of breasts the table does not name, unlabelled, for SSL pretraining")
-    q.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    q.add_argument("--seed", type=int, default=0, help="split seed")
-    q.add_argument("--profile", choices=sorted(PROFILES), default="paper")
-    q.set_defaults(func=cmd_prepare)
+    _add_prepare_common(q)
 
     p = sub.add_parser("evaluate", help="linear evaluation, finetuning, supervised baseline, annotated patches")
     p.add_argument("protocol", choices=["linear", "finetune", "supervised", "patches"])

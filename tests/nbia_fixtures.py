@@ -21,7 +21,6 @@ def write_dicom(path: Path, pixels: np.ndarray, *, subject: str, series: str, la
                 view: str | None = None, photometric: str = "MONOCHROME2", rle: bool = False, bits: int = 16,
                 cmmd: bool = False, study_uid: str | None = None, series_uid: str | None = None) -> Path:
     """Write one DICOM with the tags of a real CBIS-DDSM (or CMMD) file."""
-    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 

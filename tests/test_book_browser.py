@@ -1,6 +1,5 @@
 """Browser test of the built book: headless Chromium from Debian, driven by Playwright."""
 import os
-import shutil
 from pathlib import Path
 
 import pytest

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from mammossl_core import evaluate as E
 from mammossl_core.cli import main

@@ -1,7 +1,6 @@
 import hashlib
 
 import numpy as np
-import pandas as pd
 
 from mammossl_core.data.layout import PreparedDataset, read_mask, read_png16
 from mammossl_core.data.synthetic import power_law_noise, synthesize

@@ -1,7 +1,6 @@
 """SimCLR (paper II.A, V.B): NT-Xent between two views, negatives from the global batch across GPUs."""
 from __future__ import annotations
 
-import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 
