@@ -84,7 +84,13 @@ def label_fraction_subset(table: pd.DataFrame, rows: np.ndarray, fraction: float
         return rows
     sub = table.iloc[rows]
     patients = sub.groupby("patient_id").label.max()
-    keep, _ = train_test_split(patients.index.to_numpy(), train_size=fraction, random_state=seed,
+    classes = patients.nunique()
+    # at least one patient of each label, and at least one left out (small datasets)
+    k = min(max(int(np.floor(fraction * len(patients))), classes), len(patients) - classes)
+    if k < classes:
+        raise DataError(f"label fraction {fraction}: {len(patients)} training patients are too few to draw a "
+                        "stratified subset")
+    keep, _ = train_test_split(patients.index.to_numpy(), train_size=k, random_state=seed,
                                stratify=patients.to_numpy())
     return rows[sub.patient_id.isin(set(keep)).to_numpy()]
 
@@ -240,6 +246,7 @@ def linear_eval(data, checkpoint=None, pooling: str = "gap", profile: str | Prof
         return model.classify(h, mk)
 
     train = label_fraction_subset(ev.table, ev.idx("train"), label_fraction, seed)
+    model.norm.fit(*grid_statistics(feats, masks, ev.table.pos.to_numpy()[train]))
     params = list(model.pool.parameters()) + list(model.head.parameters())
     _, history = _fit(model, forward, ev, train, ev.idx("val"), params, e.linear_lr, e.linear_weight_decay,
                       e.linear_epochs, e.batch_size, seed, f"linear {pooling}")
@@ -247,18 +254,63 @@ def linear_eval(data, checkpoint=None, pooling: str = "gap", profile: str | Prof
               "label_fraction": label_fraction, "split": split, "n_train": int(len(train))}
     res = _finish(out, ev, forward, e.batch_size, result, history, prof, seed)
     if out is not None:
-        torch.save({"pool": model.pool.state_dict(), "head": model.head.state_dict()}, Path(out) / "head.pt")
+        _save_heads(model, Path(out) / "head.pt")
     return res
 
 
-def load_classifier(checkpoint, linear_out, pooling: str, mip_hidden: int, device="cpu") -> WholeImageClassifier:
-    """The whole-image classifier of a linear evaluation: the checkpoint's encoder with the pooling and linear
-    layer saved in ``linear_out/head.pt``."""
-    trunk, m, _ = build_grid_encoder(checkpoint)
-    model = WholeImageClassifier(trunk, m, pooling, mip_hidden)
-    heads = torch.load(Path(linear_out) / "head.pt", weights_only=True)
+def grid_statistics(feats: np.ndarray, masks: np.ndarray, pos: np.ndarray, chunk: int = 16):
+    """Per-channel mean and standard deviation of the cached grids ``feats[pos]`` over breast cells (streamed)."""
+    m = feats.shape[-1]
+    n, s1, s2 = 0, np.zeros(m), np.zeros(m)
+    for k in range(0, len(pos), chunk):
+        p = np.sort(pos[k:k + chunk])
+        cells = np.asarray(feats[p], dtype=np.float64)[masks[p]]
+        n, s1, s2 = n + len(cells), s1 + cells.sum(0), s2 + (cells**2).sum(0)
+    if n == 0:
+        raise DataError("no breast cells in the training images' grids")
+    mean = s1 / n
+    return torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(np.sqrt(np.maximum(s2 / n - mean**2, 0)),
+                                                                        dtype=torch.float32)
+
+
+def _save_heads(model: WholeImageClassifier, path: Path) -> None:
+    """The trained parts of a linear evaluation: feature standardisation, pooling and linear layer."""
+    torch.save({"norm": model.norm.state_dict(), "pool": model.pool.state_dict(), "head": model.head.state_dict()},
+               path)
+
+
+def _load_heads(model: WholeImageClassifier, heads: dict) -> None:
+    if "norm" in heads:
+        model.norm.load_state_dict(heads["norm"])
     model.pool.load_state_dict(heads["pool"])
     model.head.load_state_dict(heads["head"])
+
+
+def load_classifier(checkpoint, linear_out, pooling: str | None = None, mip_hidden: int | None = None,
+                    device="cpu", encoder: str | None = None) -> WholeImageClassifier:
+    """The whole-image classifier of an evaluation in ``linear_out``. For a linear evaluation: the checkpoint's
+    encoder (or a randomly initialised ``encoder`` when ``checkpoint`` is None) with the pooling and linear layer
+    saved in ``head.pt``; for finetuning and the supervised baseline: every weight, from ``model.pt``.
+    ``pooling`` defaults to the one in ``result.json``; MIP's hidden size is read from the weights."""
+    saved = json.loads((Path(linear_out) / "result.json").read_text())
+    if (Path(linear_out) / "model.pt").is_file():  # a finetuned or supervised classifier: every weight saved
+        state = torch.load(Path(linear_out) / "model.pt", weights_only=True)
+        ck = checkpoint if checkpoint is not None else (None if saved["protocol"] == "supervised" else saved["checkpoint"])
+        trunk, m, _ = build_grid_encoder(ck, saved["encoder"] if ck is None else None)
+        hidden = state["pool.V.weight"].shape[0] if saved["pooling"] == "mip" else 512
+        model = WholeImageClassifier(trunk, m, saved["pooling"], hidden)
+        model.load_state_dict(state)
+        return model.to(device).eval()
+    heads = torch.load(Path(linear_out) / "head.pt", weights_only=True)
+    pooling = pooling or saved["pooling"]
+    if pooling == "mip" and mip_hidden is None:
+        mip_hidden = heads["pool"]["V.weight"].shape[0]
+    if checkpoint is None:  # the random encoder of grid_features: same seed, same weights
+        torch.manual_seed(saved.get("seed", 0))
+        encoder = encoder or saved.get("encoder")
+    trunk, m, _ = build_grid_encoder(checkpoint, encoder)
+    model = WholeImageClassifier(trunk, m, pooling, mip_hidden or 512)
+    _load_heads(model, heads)
     return model.to(device).eval()
 
 
@@ -286,16 +338,17 @@ def finetune(data, checkpoint, pooling: str = "gap", profile: str | Profile = "t
     torch.manual_seed(seed)
     model = WholeImageClassifier(trunk, m, pooling, e.mip_hidden).to(device)
     if stage1 is not None:
-        heads = torch.load(stage1 / "head.pt", weights_only=True)
-        model.pool.load_state_dict(heads["pool"])
-        model.head.load_state_dict(heads["head"])
+        _load_heads(model, torch.load(stage1 / "head.pt", weights_only=True))
     train = label_fraction_subset(ev.table, ev.idx("train"), label_fraction, seed)
     forward = _full_forward(model, ev, device, augment=True)
     _, history = _fit(model, forward, ev, train, ev.idx("val"), model.parameters(), e.finetune_lr,
                       e.finetune_weight_decay, e.finetune_epochs, e.batch_size, seed, f"finetune {pooling}")
     result = {"protocol": "finetune", "pooling": pooling, "checkpoint": str(checkpoint),
               "encoder": meta.get("encoder"), "label_fraction": label_fraction, "split": split, "n_train": int(len(train))}
-    return _finish(out, ev, forward, e.batch_size, result, history, prof, seed)
+    res = _finish(out, ev, forward, e.batch_size, result, history, prof, seed)
+    if out is not None:  # the whole trained classifier, for heatmaps (analysis.attention) and reuse
+        torch.save(model.state_dict(), Path(out) / "model.pt")
+    return res
 
 
 def supervised(data, encoder: str | None = None, pooling: str = "gap", profile: str | Profile = "tiny", out=None,
@@ -316,7 +369,10 @@ def supervised(data, encoder: str | None = None, pooling: str = "gap", profile: 
     result = {"protocol": "supervised", "pooling": pooling, "checkpoint": None,
               "encoder": encoder or prof.pretrain.encoder, "label_fraction": label_fraction, "split": split,
               "n_train": int(len(train))}
-    return _finish(out, ev, forward, e.batch_size, result, history, prof, seed)
+    res = _finish(out, ev, forward, e.batch_size, result, history, prof, seed)
+    if out is not None:  # the whole trained classifier, for heatmaps (analysis.attention) and reuse
+        torch.save(model.state_dict(), Path(out) / "model.pt")
+    return res
 
 
 def cross_validate(protocol, data, k: int = 5, out=None, **kwargs) -> dict:
@@ -333,20 +389,42 @@ def cross_validate(protocol, data, k: int = 5, out=None, **kwargs) -> dict:
     return res
 
 
-@torch.no_grad()
-def patch_embeddings(data, checkpoint, patch: int, device="cpu", batch: int = 256):
-    """Pooled backbone embeddings of the annotated patch set: (``(N, m)`` array, patch table)."""
+def patch_encoder(checkpoint, device="cpu") -> torch.nn.Module:
+    """The pooled encoder of a pretraining checkpoint, ``(B, 3, p, p) -> (B, m)``: the CNN backbone with global
+    average pooling, or for ViT-MAE the mean of the ViT's patch tokens at its input size."""
     from . import checkpoint as ck
-    from .data.patches import AnnotatedPatches
     from .encoders import Backbone
 
-    weights, meta = ck.load_backbone_state(checkpoint)
-    if meta.get("method") == "mae":
-        raise ValueError("patch linear evaluation needs a CNN checkpoint (simclr, byol or swav); "
-                         "ViT-MAE is evaluated on whole images")
-    net = Backbone(meta["encoder"])
-    net.load_state_dict(weights)
-    net = net.to(device).eval()
+    state = ck.load(checkpoint)
+    if state["method"] == "mae":
+        from .config import PretrainConfig
+        from .ssl.mae import MAE
+
+        cfg = PretrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in state["config"].items()})
+        mae = MAE(cfg)
+        mae.load_state_dict(state["model"])
+
+        class _ViTPatches(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.mae = mae
+
+            def forward(self, x):
+                x = F.interpolate(x, size=(cfg.mae_image_size, cfg.mae_image_size), mode="bilinear", antialias=True)
+                return self.mae.backbone.encode(images=x)[:, 1:].mean(1)
+
+        return _ViTPatches().to(device).eval()
+    net = Backbone(state["encoder"])
+    net.load_state_dict({k[len("backbone."):]: v for k, v in state["model"].items() if k.startswith("backbone.")})
+    return net.to(device).eval()
+
+
+@torch.no_grad()
+def patch_embeddings(data, checkpoint, patch: int, device="cpu", batch: int = 256):
+    """Pooled embeddings (:func:`patch_encoder`) of the annotated patch set: (``(N, m)`` array, patch table)."""
+    from .data.patches import AnnotatedPatches
+
+    net = patch_encoder(checkpoint, device)
     ap = AnnotatedPatches(data, patch)
     x, _ = ap.tensors()
     emb = torch.cat([net(x[s:s + batch].to(device).expand(-1, 3, -1, -1)).float().cpu()

@@ -74,12 +74,34 @@ def build_grid_encoder(checkpoint_path=None, encoder: str | None = None, profile
     return trunk, m, {"encoder": encoder, "method": "random"}
 
 
+class FeatureNorm(nn.Module):
+    """Fixed per-channel standardisation of a grid ``(B, m, r, c)`` with training-set statistics (the identity
+    until :meth:`fit` is called). Linear probes are usually given standardised features (e.g. the BatchNorm
+    without affine parameters in MAE's linear probing); the paper does not say, and unscaled ReLU features made the
+    linear layer and MIP overfit within a few epochs at the tiny profile."""
+
+    def __init__(self, m: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(m))
+        self.register_buffer("std", torch.ones(m))
+
+    @torch.no_grad()
+    def fit(self, mean: torch.Tensor, std: torch.Tensor) -> "FeatureNorm":
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp_min(1e-6))
+        return self
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return (h - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+
+
 class WholeImageClassifier(nn.Module):
     """Grid encoder + pooling (GAP, MIP or SA) + linear layer: ``(B, 1, H, W)`` images -> logits ``(B,)``."""
 
     def __init__(self, trunk: nn.Module, m: int, pooling: str = "gap", mip_hidden: int = 512):
         super().__init__()
         self.trunk, self.m = trunk, m
+        self.norm = FeatureNorm(m)
         self.pool = build_pooling(pooling, m, mip_hidden)
         self.head = nn.Linear(m, 1)
 
@@ -90,6 +112,7 @@ class WholeImageClassifier(nn.Module):
     def classify(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and pooling weights from a grid ``(B, m, r, c)`` and grid mask ``(B, r, c)``."""
         b, m, r, c = h.shape
+        h = self.norm(h)
         z, w = self.pool(h.flatten(2).transpose(1, 2), None if mask is None else mask.flatten(1))
         return self.head(z).squeeze(-1), w.reshape(b, r, c)
 
