@@ -75,16 +75,12 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from . import evaluate as E
 
     epochs_key = {"linear": "linear_epochs", "finetune": "finetune_epochs", "supervised": "supervised_epochs",
                   "patches": "linear_epochs"}[a.protocol]
     overrides = {epochs_key: a.epochs} if a.epochs else {}
-    ck = a.checkpoint
-    if ck is not None and Path(ck).is_dir():
-        ck = Path(ck) / "best.pt"
+    ck = _best(a.checkpoint)
     if a.protocol == "patches":
         res = E.patch_linear_eval(a.data, ck, a.profile, a.out, seed=a.seed, device=a.device, **overrides)
     else:
@@ -103,6 +99,31 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             res = fn(a.data, out=a.out, split=a.split, **kw)
     print(json.dumps(res, indent=2, default=str))
     return 0
+
+
+def cmd_analyse(a: argparse.Namespace) -> int:
+    if a.analysis == "attention":
+        from .analysis.attention import report
+
+        res = report(a.data, a.linear_out, a.out, a.checkpoint, a.split, a.show, a.device)
+    elif a.analysis == "prototypes":
+        from .analysis.prototypes import report
+
+        res = report(_best(a.checkpoint), a.data, a.out, a.profile, a.tiles, seed=a.seed, device=a.device)
+    else:
+        from .analysis.selection import report
+
+        overrides = {"linear_epochs": a.epochs} if a.epochs else {}
+        res = report(a.run, a.data, a.out, a.pooling, a.profile, device=a.device, **overrides)
+    print(json.dumps(res, indent=2, default=str))
+    return 0
+
+
+def _best(path: str | None):
+    """A run directory means its ``best.pt``."""
+    from pathlib import Path
+
+    return Path(path) / "best.pt" if path is not None and Path(path).is_dir() else path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +185,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     _add_profile(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("analyse", help="attention heatmaps and localisation, SwAV prototypes, loss vs AUC")
+    asub = p.add_subparsers(dest="analysis", required=True)
+    q = asub.add_parser("attention", help="MIP/SA heatmaps (Fig. 4) and the localisation score on lesion masks",
+                        description="Loads a MIP or SA linear evaluation (its --out of `mammossl evaluate linear`) "
+                        "and writes heatmaps.png, localisation.csv and localisation.json.")
+    q.add_argument("--linear-out", required=True, help="output directory of a MIP/SA linear evaluation")
+    q.add_argument("--checkpoint", default=None, help="encoder checkpoint (default: the one in result.json)")
+    q.add_argument("--split", default="test", help="images to score (default test)")
+    q.add_argument("--show", type=int, default=6, help="malignant images in the heatmap figure")
+    q = asub.add_parser("prototypes", help="SwAV prototypes: UMAP, nearest patches, class enrichment (Fig. 6)")
+    q.add_argument("--checkpoint", required=True, help="SwAV pretraining run directory or .pt")
+    q.add_argument("--tiles", type=int, default=2000, help="tiles sampled for the UMAP")
+    q.add_argument("--seed", type=int, default=0)
+    q = asub.add_parser("selection", help="validation pretraining loss vs linear-evaluation AUC (Supp. Fig. 2)")
+    q.add_argument("--run", required=True, help="pretraining run directory with epoch_*.pt checkpoints")
+    q.add_argument("--pooling", choices=["gap", "mip", "sa"], default="gap")
+    q.add_argument("--epochs", type=int, default=None, help="linear-evaluation epochs (profile default)")
+    for q in asub.choices.values():
+        q.add_argument("--data", required=True, help="prepared dataset directory")
+        q.add_argument("--out", required=True, help="output directory for figures and tables")
+        q.add_argument("--device", default="cuda" if _cuda() else "cpu")
+        _add_profile(q)
+        q.set_defaults(func=cmd_analyse)
 
     from .pretrain import add_arguments, run_from_args
 

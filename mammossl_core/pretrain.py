@@ -94,7 +94,7 @@ def build_dataset(prof: Profile, data_dir, method_name: str, split: str):
     ids = list(ds.split(split).image_id)
     if split == "train":  # unlabelled images (split "unlabeled") are pretraining data too
         ids += list(ds.split("unlabeled").image_id)
-    if method_name == "mae":
+    if method_name == "mae" and cfg.source == "tiles":  # ViT-MAE's own input: whole images (paper V.B)
         store, _ = TileStore.build(data_dir, progress=False)
         return _Images(store, ids, cfg.mae_image_size)
     if cfg.source == "annotated":
@@ -205,6 +205,8 @@ def pretrain(
     world, rank = D.world_size(), D.rank()
     if method == "mae":
         cfg = dataclasses.replace(cfg, batch_size=cfg.mae_batch_size) if "batch_size" not in overrides else cfg
+        if cfg.source == "annotated":  # Table 1: the ViT sees the annotated patches at their own size
+            cfg = dataclasses.replace(cfg, mae_image_size=prof.data.annotated_patch)
     gb = cfg.batch_size
     if gb % world:
         raise ValueError(f"batch_size={gb} is not divisible by the {world} processes")
@@ -424,11 +426,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu, cuda (default: cuda if available)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument("--keep-epoch-checkpoints", action="store_true", default=None,
+                   help="also keep epoch_N.pt of every epoch (for `mammossl analyse selection`)")
 
 
 def run_from_args(a: argparse.Namespace) -> dict:
     names = ["encoder", "epochs", "batch_size", "lr", "augment", "source", "max_steps", "checkpoint_every",
-             "num_workers", "seed"]
+             "num_workers", "seed", "keep_epoch_checkpoints"]
     overrides = {n: getattr(a, n) for n in names if getattr(a, n) is not None}
     try:
         return pretrain(a.method, a.data, a.out, a.profile, resume=a.resume, device=a.device, **overrides)

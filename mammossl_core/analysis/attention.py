@@ -95,3 +95,48 @@ def heatmap_figure(model, ev, data, rows: np.ndarray, device="cpu", ncols: int =
         fig.colorbar(im, ax=ax, fraction=0.04, label="attention")
     fig.tight_layout()
     return fig
+
+
+def localisation_summary(loc: pd.DataFrame) -> dict:
+    """Mean attention on lesion cells against chance over images, with a one-sided Wilcoxon signed-rank test of
+    ``attention_on_lesion > chance`` (paired by image)."""
+    from scipy.stats import wilcoxon
+
+    diff = (loc.attention_on_lesion - loc.chance).to_numpy()
+    p = float(wilcoxon(diff, alternative="greater").pvalue) if len(diff) and np.any(diff != 0) else float("nan")
+    return {"images": int(len(loc)), "attention_on_lesion": float(loc.attention_on_lesion.mean()),
+            "chance": float(loc.chance.mean()),
+            "enrichment": float(loc.attention_on_lesion.mean() / max(loc.chance.mean(), 1e-12)),
+            "pointing_hit_rate": float(loc.pointing_hit.mean()), "wilcoxon_p": p}
+
+
+def report(data, linear_out, out, checkpoint=None, split: str = "test", show: int = 6, device="cpu") -> dict:
+    """Heatmaps and localisation of a MIP (or SA) classifier: a linear evaluation, finetuning or supervised run in
+    ``linear_out`` (:func:`~mammossl_core.evaluate.load_classifier`). Writes ``heatmaps.png`` and, where the dataset has lesion masks, ``localisation.csv`` and
+    ``localisation.json`` into ``out``. ``checkpoint`` defaults to the one recorded in ``result.json``."""
+    import json
+    from pathlib import Path
+
+    from ..data.layout import write_csv, write_json
+    from ..evaluate import load_classifier, load_eval_data
+
+    saved = json.loads((Path(linear_out) / "result.json").read_text())
+    if saved["pooling"] == "gap":
+        raise ValueError(f"{linear_out}: GAP has no attention weights; use a MIP or SA linear evaluation")
+    if checkpoint is None and saved.get("checkpoint") not in (None, "None") and saved["protocol"] == "linear":
+        checkpoint = saved["checkpoint"]
+    model = load_classifier(checkpoint, linear_out, device=device)
+    ev = load_eval_data(data)
+    t = ev.table
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = np.nonzero(((t.split == split) & (t.label == 1)).to_numpy())[0][:show]
+    fig = heatmap_figure(model, ev, data, rows, device)
+    fig.savefig(out / "heatmaps.png", dpi=110, bbox_inches="tight")
+    summary: dict = {"linear_out": str(linear_out), "pooling": saved["pooling"], "split": split}
+    if len(PreparedDataset(data).lesions):
+        loc = localisation_table(model, ev, data, split, device)
+        write_csv(out / "localisation.csv", loc)
+        summary.update(localisation_summary(loc))
+        write_json(out / "localisation.json", summary)
+    return summary

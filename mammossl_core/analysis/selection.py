@@ -32,3 +32,24 @@ def correlation(table: pd.DataFrame) -> float:
     if len(table) < 3:
         return float("nan")
     return float(np.corrcoef(table.val_loss, table.val_auc)[0, 1])
+
+
+def report(run_dir, data, out, pooling: str = "gap", profile="tiny", **eval_overrides) -> dict:
+    """:func:`loss_vs_auc` of a run written to ``out/loss_vs_auc.csv`` with its plot ``loss_vs_auc.png``."""
+    import matplotlib.pyplot as plt
+
+    from ..data.layout import write_csv
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t = loss_vs_auc(run_dir, data, pooling, profile, **eval_overrides)
+    write_csv(out / "loss_vs_auc.csv", t)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter(t.val_loss, t.val_auc)
+    for _, r in t.iterrows():
+        ax.annotate(str(int(r.epoch)), (r.val_loss, r.val_auc), fontsize=7)
+    ax.set(xlabel="validation pretraining loss", ylabel="validation AUC (linear evaluation)",
+           title="model selection by validation loss (Supp. Fig. 2)")
+    fig.tight_layout()
+    fig.savefig(out / "loss_vs_auc.png", dpi=110, bbox_inches="tight")
+    return {"run": str(run_dir), "checkpoints": int(len(t)), "pearson_r": correlation(t)}
