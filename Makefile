@@ -23,9 +23,11 @@ browser:
 book: install
 	$(VENV)/bin/mammossl book all --profile $(PROFILE)
 
-## the whole test suite: unit tests, the book (built if needed), nbval re-execution of the chapters, the browser test
+## the whole test suite: unit tests, every notebook at the paper profile (capped), the book (built if needed),
+## nbval re-execution of the chapters, the browser test
 test: install browser
-	$(PY) -m pytest -q -m "not book" tests
+	$(PY) -m pytest -q -m "not book and not paper" tests
+	$(PY) -m pytest -q -m paper --durations=0 tests
 	$(MAKE) book
 	$(PY) -m pytest -q $(NBVAL) book/chapters
 	$(PY) -m pytest -q tests/test_book_browser.py

@@ -69,6 +69,25 @@ def test_patch_linear_eval_and_cli(synth_dir, swav_run, tmp_path, capsys):
     assert main(["evaluate", "linear", "--data", str(synth_dir), "--checkpoint", str(swav_run), "--pooling", "mip",
                  "--out", str(tmp_path / "cli"), "--epochs", "2", "--device", "cpu"]) == 0
     assert json.loads((tmp_path / "cli" / "result.json").read_text())["pooling"] == "mip"
+    # the analyses from the command line
+    common = ["--data", str(synth_dir), "--device", "cpu"]
+    assert main(["analyse", "attention", "--linear-out", str(tmp_path / "cli"), "--out", str(tmp_path / "att"),
+                 *common]) == 0
+    loc = json.loads((tmp_path / "att" / "localisation.json").read_text())
+    assert (tmp_path / "att" / "heatmaps.png").is_file() and 0 <= loc["attention_on_lesion"] <= 1
+    assert main(["analyse", "prototypes", "--checkpoint", str(swav_run), "--tiles", "300", "--out",
+                 str(tmp_path / "proto"), *common]) == 0
+    assert {p.name for p in (tmp_path / "proto").iterdir()} >= {"umap.png", "nearest.png", "enrichment.csv",
+                                                                  "classes.png", "assignments.csv"}
+    assert main(["analyse", "selection", "--run", str(swav_run), "--epochs", "2", "--out", str(tmp_path / "sel"),
+                 *common]) == 0
+    assert len(pd.read_csv(tmp_path / "sel" / "loss_vs_auc.csv")) >= 1
+    # a GAP evaluation has no attention to show: a clear error, exit status 2
+    main(["evaluate", "linear", "--data", str(synth_dir), "--checkpoint", str(swav_run), "--out",
+          str(tmp_path / "gap"), "--epochs", "1", "--device", "cpu"])
+    assert main(["analyse", "attention", "--linear-out", str(tmp_path / "gap"), "--out", str(tmp_path / "x"),
+                 *common]) == 2
+    assert "GAP has no attention" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -90,3 +109,39 @@ def test_prototypes_and_loss_vs_auc(synth_dir, swav_run, tmp_path):
     assert table.shape == (20, 5) and np.allclose(table.sum(axis=0)[table.sum(axis=0) > 0], 1)
     t = loss_vs_auc(swav_run, synth_dir, linear_epochs=2)
     assert list(t.columns) == ["epoch", "val_loss", "val_auc", "test_auc"] and len(t) >= 1
+
+
+@pytest.mark.slow
+def test_mae_on_annotated_patches_for_table1(synth_dir, store, tmp_path):
+    """ViT-MAE pretrained on the annotated patches (at their own size) gets a patch linear evaluation (Table 1)."""
+    from mammossl_core import checkpoint
+    from mammossl_core.pretrain import pretrain
+
+    run = tmp_path / "mae"
+    pretrain("mae", synth_dir, run, "tiny", progress=False, source="annotated", batch_size=8, max_steps=3)
+    assert checkpoint.load(run / "best.pt")["config"]["mae_image_size"] == 48  # the tiny annotated patch
+    emb, table = E.patch_embeddings(synth_dir, run / "best.pt", 48)
+    assert emb.shape == (len(table), 64) and np.isfinite(emb).all()
+    r = E.patch_linear_eval(synth_dir, run / "best.pt", "tiny", tmp_path / "p", linear_epochs=2)
+    assert 0 <= r["accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_mip_attention_concentrates_on_lesions(tmp_path_factory):
+    """At the tiny profile on 150 synthetic patients, a MIP classifier trained end to end (the supervised baseline
+    with MIP pooling, 20 epochs) puts more of its attention on lesion cells of the malignant test images than the
+    lesions' share of the breast: paired one-sided Wilcoxon p < 0.01 and an enrichment above 1.2.
+
+    Measured over dataset seeds 0/1/2: enrichment 1.005/2.05/2.31, Wilcoxon p 1e-4/<1e-6/<1e-6. MIP on frozen
+    one-epoch tiny SSL features localises less reliably (BYOL: 1.68/1.40/0.88, p 1e-5/0.42/0.997), so that is
+    reported in the book (chapter 4) rather than asserted here."""
+    from mammossl_core.analysis.attention import report
+    from mammossl_core.data.synthetic import synthesize
+
+    tmp = tmp_path_factory.mktemp("loc")
+    data = synthesize(tmp / "synth", patients=150, seed=1, profile="tiny", workers=2, progress=False)
+    r = E.supervised(data, pooling="mip", profile="tiny", out=tmp / "sup")
+    s = report(data, tmp / "sup", tmp / "rep")
+    assert (tmp / "rep" / "heatmaps.png").is_file()
+    assert len(pd.read_csv(tmp / "rep" / "localisation.csv")) == s["images"] > 20
+    assert s["wilcoxon_p"] < 0.01 and s["enrichment"] > 1.2, (r["auc"], s)
