@@ -17,7 +17,7 @@ Each notebook is one test, run in chapter order, sharing one artefact cache as t
 """
 from __future__ import annotations
 
-import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,7 +42,9 @@ def paper_run(tmp_path_factory):
     for domain, (h, w) in SIZE.items():
         dirs[domain] = synthesize(root / domain, patients=PATIENTS, seed=0, profile="paper", domain=domain,
                                   workers=2, progress=False, height=h, width=w)
-    return root, dirs
+    yield root, dirs
+    # the checkpoints and caches take ~18 GB; the executed notebooks (root/chapters) are kept for inspection
+    shutil.rmtree(root / "cache", ignore_errors=True)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
