@@ -90,13 +90,13 @@ def main() -> int:
         return 1
     torch.backends.cudnn.benchmark = True
     from mammossl_core.data.synthetic import synthesize
-    from mammossl_core.data.tiles import TileDataset, TileStore
+    from mammossl_core.data.tiles import TileDataset, ImageStore
     from mammossl_core.pretrain import pretrain
 
     work = Path(a.workdir or tempfile.mkdtemp())
     t = time.perf_counter()
     d = synthesize(work / "synth_paper", patients=a.patients, seed=0, profile="paper", progress=False)
-    store, _ = TileStore.build(d, progress=False)
+    store, _ = ImageStore.build(d, progress=False)
     n_tiles = len(TileDataset(store, 96))
     print(f"[gpu] {torch.cuda.get_device_name()}: synthetic paper-size data, {len(store.image_ids)} images, "
           f"{n_tiles} tiles of 96 px, prepared in {time.perf_counter() - t:.0f} s", flush=True)

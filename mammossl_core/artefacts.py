@@ -1,77 +1,85 @@
 """Artefacts shared by several notebooks (a prepared dataset, a pretrained encoder, an evaluation), produced once
-under one cache directory and keyed by their configuration, so that re-running the book (or one notebook after a
-failure) reuses what is already there.
+under one cache directory and keyed by their whole configuration and the package version, so that re-running the
+book (or one notebook after a failure) reuses what is already there and an upgrade never reuses stale results.
 
-The cache root is ``$MAMMOSSL_CACHE`` or ``.cache/`` in the working directory.
+The cache root is ``$MAMMOSSL_CACHE`` or ``.cache/`` in the working directory (:func:`mammossl_core.io.cache_root`).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
-from .data.layout import write_json
+from . import __version__
+from .config import Profile, resolve
+from .data.layout import PreparedDataset
+from .data.products import build_products
+from .data.synthetic import synthesize
+from .io import cache_root, write_json
+from .pretrain import pretrain
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("MAMMOSSL_CACHE", ".cache")).resolve()
+def _jsonable(o):
+    if isinstance(o, Profile):
+        return o.to_dict()
+    if dataclasses.is_dataclass(o):
+        return dataclasses.asdict(o)
+    return getattr(o, "__name__", str(o))
 
 
 def key(**config) -> str:
-    """A short stable hash of a JSON-able configuration."""
-    return hashlib.sha1(json.dumps(config, sort_keys=True, default=lambda o: getattr(o, "__name__", str(o))).encode()).hexdigest()[:12]
+    """A short stable hash of a JSON-able configuration and the package version."""
+    blob = json.dumps({"mammossl": __version__, **config}, sort_keys=True, default=_jsonable)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def synthetic_dataset(profile: str = "tiny", domain: str = "ddsm", patients: int | None = None, seed: int = 0,
-                      **params) -> Path:
-    """A synthetic prepared dataset with its tile store, generated once per configuration."""
-    from .data.synthetic import synthesize
-    from .data.tiles import TileStore
-
-    d = cache_root() / "data" / f"synth-{domain}-{profile}-{key(patients=patients, seed=seed, **params)}"
+def synthetic_dataset(profile: str | Profile = "tiny", domain: str = "ddsm", patients: int | None = None,
+                      seed: int = 0, **params) -> Path:
+    """A synthetic prepared dataset with its data products, generated once per configuration."""
+    prof = resolve(profile)
+    d = cache_root() / "data" / f"synth-{domain}-{prof.name}-{key(patients=patients, seed=seed, data=prof.data, synth=prof.synth, **params)}"
     if not (d / "dataset.json").is_file():
         if d.exists():
             shutil.rmtree(d)  # a generation that died half-way
-        synthesize(d, patients=patients, seed=seed, profile=profile, domain=domain, progress=False, **params)
-    TileStore.build(d, progress=False)
+        synthesize(d, patients=patients, seed=seed, profile=prof, domain=domain, progress=False, **params)
+    build_products(d, prof, progress=False)
     return d
 
 
-def dataset(data_dir: str | os.PathLike | None, profile: str = "tiny", domain: str = "ddsm", **synth) -> Path:
-    """``data_dir`` if given (a real prepared dataset), else the cached synthetic dataset of ``domain``."""
+def dataset(data_dir: str | os.PathLike | None, profile: str | Profile = "tiny", domain: str = "ddsm",
+            **synth) -> Path:
+    """``data_dir`` if given (a real prepared dataset, its products built if missing), else the cached synthetic
+    dataset of ``domain``."""
     if data_dir:
-        from .data.layout import PreparedDataset
-        from .data.tiles import TileStore
-
         PreparedDataset(data_dir)
-        TileStore.build(data_dir, progress=False)
+        build_products(data_dir, resolve(profile), progress=False)
         return Path(data_dir)
     return synthetic_dataset(profile, domain, **synth)
 
 
-def pretrained(method: str, data: str | os.PathLike, profile="tiny", device: str | None = None,
+def pretrained(method: str, data: str | os.PathLike, profile: str | Profile = "tiny", device: str | None = None,
                **overrides) -> Path:
-    """The run directory of ``method`` pretrained on ``data`` with ``overrides`` (``profile`` is a name or a
-    :class:`~mammossl_core.config.Profile`); trained once, then reused (an interrupted run resumes)."""
-    import dataclasses
-
-    from .pretrain import pretrain
-
-    name = profile if isinstance(profile, str) else profile.name
-    extra = {} if isinstance(profile, str) else {"data": dataclasses.asdict(profile.data)}
-    run = cache_root() / "runs" / f"{method}-{Path(data).name}-{name}-{key(**overrides, **extra)}"
+    """The run directory of ``method`` pretrained on ``data`` at ``profile`` with pretraining ``overrides``;
+    trained once, then reused (an interrupted run resumes). The key covers the whole resolved profile."""
+    prof = resolve(profile, pretrain=overrides)
+    run = cache_root() / "runs" / f"{method}-{Path(data).name}-{prof.name}-{key(method=method, profile=prof)}"
     if not (run / "summary.json").is_file():
-        pretrain(method, data, run, profile, resume=True, device=device, progress=False, **overrides)
-        write_json(run / "overrides.json", overrides)
+        pretrain(method, data, run, prof, resume=True, device=device, progress=False)
     return run
 
 
-def evaluation(fn, name: str, **kwargs) -> dict:
-    """The result of an evaluation protocol ``fn(**kwargs, out=...)``, computed once per configuration."""
-    out = cache_root() / "eval" / f"{name}-{key(fn=fn.__name__, **kwargs)}"
+def evaluation(fn, name: str, profile: str | Profile = "tiny", **kwargs) -> dict:
+    """The result of an evaluation protocol ``fn(profile=..., **kwargs, out=...)``, computed once per
+    configuration (the whole resolved profile is part of the key)."""
+    prof = resolve(profile)
+    out = cache_root() / "eval" / f"{name}-{key(fn=fn.__name__, profile=prof, **kwargs)}"
     result = out / ("cv_result.json" if name.startswith("cv") else "result.json")
     if result.is_file():
         return {**json.loads(result.read_text()), "out": str(out)}
-    return {**fn(out=out, **kwargs), "out": str(out)}
+    return {**fn(out=out, profile=prof, **kwargs), "out": str(out)}
+
+
+__all__ = ["key", "synthetic_dataset", "dataset", "pretrained", "evaluation", "cache_root", "write_json"]

@@ -37,10 +37,10 @@ def bench_tiles(data: str | None, workdir: Path, n: int = 2000) -> dict:
     """Patches per second from the memory-mapped tile store vs one 16-bit PNG file per patch; bytes on disk."""
     from .config import get_profile
     from .data.layout import read_png16, write_png16
-    from .data.tiles import TileDataset, TileStore
+    from .data.tiles import TileDataset, ImageStore
 
     d = _ensure_data(data, workdir)
-    store, _ = TileStore.build(d, progress=False)
+    store, _ = ImageStore.build(d, progress=False)
     patch = get_profile("tiny").data.tile_size if not data else 96
     ds = TileDataset(store, patch)
     rng = np.random.default_rng(0)
@@ -137,16 +137,16 @@ def bench_trainer(data: str | None, workdir: Path, steps: int = 30, batch: int =
     from .augment import MammoAugment
     from .config import get_profile
     from .data.layout import PreparedDataset
-    from .data.tiles import TileDataset, TileStore
+    from .data.tiles import TileDataset, ImageStore
     from .pretrain import build_optimizer, pretrain
     from .ssl import build_method
 
     d = _ensure_data(data, workdir)
-    TileStore.build(d, progress=False)
+    ImageStore.build(d, progress=False)
     prof = get_profile("tiny")
     warm = 5
     ids = list(PreparedDataset(d).split("train").image_id)
-    ds = TileDataset(TileStore(d), prof.data.tile_size, image_ids=ids)
+    ds = TileDataset(ImageStore(d), prof.data.tile_size, image_ids=ids)
     torch.manual_seed(0)
     model = build_method("byol", prof.pretrain)
     opt, _ = build_optimizer(model, "byol", prof.pretrain, batch)  # the same LARS and parameter groups
@@ -183,11 +183,13 @@ def bench_whole_image(data: str | None, workdir: Path, encoder: str = "resnet50"
     from .encoders import build_trunk
 
     torch.manual_seed(0)
-    img, _, _ = render_image(SynthParams(1152, 896), "CC", "b", [], np.random.default_rng(0))
-    x = torch.from_numpy(img.astype(np.float32) / 65535).view(1, 1, 1152, 896).expand(1, 3, -1, -1).contiguous()
+    params = SynthParams.of("paper")
+    h, w = params.height, params.width
+    img, _, _ = render_image(params, "CC", "b", [], np.random.default_rng(0))
+    x = torch.from_numpy(img.astype(np.float32) / 65535).view(1, 1, h, w).expand(1, 3, -1, -1).contiguous()
     trunk, _ = build_trunk(encoder)
     trunk.eval()
-    rows, cols = tile_grid(1152, 896, patch, 0.5)
+    rows, cols = tile_grid(h, w, patch, 0.5)
     tiles = torch.stack([x[0, :, r:r + patch, c:c + patch] for r in rows for c in cols])
 
     @torch.no_grad()
@@ -200,7 +202,7 @@ def bench_whole_image(data: str | None, workdir: Path, encoder: str = "resnet50"
             trunk(tiles[s:s + batch]).mean((2, 3))
 
     t_whole, t_tiles = _timeit(whole, repeat=3), _timeit(tiled, repeat=3)
-    print(f"[whole-image] {encoder}, 1152x896 image: one fully-convolutional pass {t_whole:.2f} s, "
+    print(f"[whole-image] {encoder}, {h}x{w} image: one fully-convolutional pass {t_whole:.2f} s, "
           f"{len(tiles)} tiles of {patch}px (50% overlap) in batches of 64 {t_tiles:.2f} s -> "
           f"{t_tiles / t_whole:.1f}x (target >= 3x)")
     return {"whole_s": t_whole, "tiles_s": t_tiles, "ratio": t_tiles / t_whole}

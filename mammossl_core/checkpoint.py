@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .data.layout import atomic_path
+from .io import atomic_path
 
 FORMAT = 1
 

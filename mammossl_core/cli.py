@@ -5,11 +5,13 @@ import argparse
 import json
 import sys
 
-from .config import PROFILES, get_profile
+from .config import DEFAULT_PROFILE, PROFILES, resolve
 
 
-def _add_profile(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", choices=sorted(PROFILES), default="tiny", help="size/hyperparameter profile")
+def _add_profile(p: argparse.ArgumentParser, reads_checkpoint: bool = False) -> None:
+    default = "the checkpoint's profile" if reads_checkpoint else DEFAULT_PROFILE
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help=f"size/hyperparameter profile (default: {default})")
 
 
 def _add_prepare_common(q: argparse.ArgumentParser) -> None:
@@ -17,7 +19,9 @@ def _add_prepare_common(q: argparse.ArgumentParser) -> None:
     q.add_argument("--out", required=True, help="output prepared-dataset directory (re-runs resume)")
     q.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     q.add_argument("--seed", type=int, default=0, help="split seed")
-    q.add_argument("--profile", choices=sorted(PROFILES), default="paper")
+    q.add_argument("--profile", choices=sorted(PROFILES), default="paper",
+                   help="image size of the converted dataset (default: paper, the sizes of section III; "
+                   "every later command reads the size from the prepared images)")
     q.set_defaults(func=cmd_prepare)
 
 
@@ -32,22 +36,24 @@ def cmd_synth(a: argparse.Namespace) -> int:
 
 
 def cmd_tiles(a: argparse.Namespace) -> int:
-    from .data.tiles import TileStore
+    """The one builder of a dataset's data products: image store, tile indexes, annotated patches."""
+    from .data.patches import build_annotated_patches
+    from .data.products import build_products
+    from .data.tiles import ImageStore
 
-    prof = get_profile(a.profile)
-    store, failures = TileStore.build(a.data)
+    prof = resolve(a.profile)
+    failures = build_products(a.data, prof)
     for f in failures:
         print(f"FAILED {f['path']}: {f['error']}", file=sys.stderr)
     patch = a.patch or prof.data.tile_size
     overlap = prof.data.tile_overlap if a.overlap is None else a.overlap
     max_bg = prof.data.max_background if a.max_background is None else a.max_background
+    store, _ = ImageStore.build(a.data, tilings=((patch, overlap, max_bg),))
     idx = store.index(patch, overlap, max_bg)
     print(f"{len(store.image_ids)} images stored, {len(failures)} failed; "
           f"{len(idx)} tiles of {patch}px (overlap {overlap}, background <= {max_bg})")
     if a.annotated:
-        from .data.patches import build_annotated_patches
-
-        d = build_annotated_patches(a.data, a.annotated_size or prof.data.annotated_patch, seed=a.seed)
+        d = build_annotated_patches(a.data, a.annotated_size or prof.data.annotated_patch, seed=prof.pretrain.seed)
         print(f"annotated patches in {d}")
     return 1 if failures else 0
 
@@ -76,16 +82,19 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from . import evaluate as E
+    from .loading import checkpoint_path, profile_of
+    from .patch_eval import patch_linear_eval
 
     epochs_key = {"linear": "linear_epochs", "finetune": "finetune_epochs", "supervised": "supervised_epochs",
                   "patches": "linear_epochs"}[a.protocol]
     overrides = {epochs_key: a.epochs} if a.epochs else {}
-    ck = _best(a.checkpoint)
+    ck = None if a.checkpoint is None else checkpoint_path(a.checkpoint)
+    profile = a.profile or profile_of(ck)
     if a.protocol == "patches":
-        res = E.patch_linear_eval(a.data, ck, a.profile, a.out, seed=a.seed, device=a.device, **overrides)
+        res = patch_linear_eval(a.data, ck, profile, a.out, seed=a.seed, device=a.device, **overrides)
     else:
         fn = {"linear": E.linear_eval, "finetune": E.finetune, "supervised": E.supervised}[a.protocol]
-        kw = dict(pooling=a.pooling, profile=a.profile, label_fraction=a.label_fraction, seed=a.seed,
+        kw = dict(pooling=a.pooling, profile=profile, label_fraction=a.label_fraction, seed=a.seed,
                   device=a.device, **overrides)
         if a.protocol == "supervised":
             kw["encoder"] = a.encoder
@@ -105,11 +114,12 @@ def cmd_analyse(a: argparse.Namespace) -> int:
     if a.analysis == "attention":
         from .analysis.attention import report
 
-        res = report(a.data, a.linear_out, a.out, a.checkpoint, a.split, a.show, a.device)
+        res = report(a.data, a.linear_out, a.out, a.split, a.show, a.device)
     elif a.analysis == "prototypes":
         from .analysis.prototypes import report
+        from .loading import checkpoint_path
 
-        res = report(_best(a.checkpoint), a.data, a.out, a.profile, a.tiles, seed=a.seed, device=a.device)
+        res = report(checkpoint_path(a.checkpoint), a.data, a.out, a.profile, a.tiles, seed=a.seed, device=a.device)
     else:
         from .analysis.selection import report
 
@@ -117,13 +127,6 @@ def cmd_analyse(a: argparse.Namespace) -> int:
         res = report(a.run, a.data, a.out, a.pooling, a.profile, device=a.device, **overrides)
     print(json.dumps(res, indent=2, default=str))
     return 0
-
-
-def _best(path: str | None):
-    """A run directory means its ``best.pt``."""
-    from pathlib import Path
-
-    return Path(path) / "best.pt" if path is not None and Path(path).is_dir() else path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-background", type=float, default=None, help="drop tiles with more background (0.2)")
     p.add_argument("--annotated", action="store_true", help="also build the annotated patch set (paper III.A)")
     p.add_argument("--annotated-size", type=int, default=None, help="annotated patch side (profile default)")
-    p.add_argument("--seed", type=int, default=0)
     _add_profile(p)
     p.set_defaults(func=cmd_tiles)
 
@@ -183,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override the protocol's number of epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
-    _add_profile(p)
+    _add_profile(p, reads_checkpoint=True)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("analyse", help="attention heatmaps and localisation, SwAV prototypes, loss vs AUC")
@@ -191,8 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = asub.add_parser("attention", help="MIP/SA heatmaps (Fig. 4) and the localisation score on lesion masks",
                         description="Loads a MIP or SA linear evaluation (its --out of `mammossl evaluate linear`) "
                         "and writes heatmaps.png, localisation.csv and localisation.json.")
-    q.add_argument("--linear-out", required=True, help="output directory of a MIP/SA linear evaluation")
-    q.add_argument("--checkpoint", default=None, help="encoder checkpoint (default: the one in result.json)")
+    q.add_argument("--linear-out", required=True, help="output directory of a MIP/SA evaluation (any protocol)")
     q.add_argument("--split", default="test", help="images to score (default test)")
     q.add_argument("--show", type=int, default=6, help="malignant images in the heatmap figure")
     q = asub.add_parser("prototypes", help="SwAV prototypes: UMAP, nearest patches, class enrichment (Fig. 6)")
@@ -207,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--data", required=True, help="prepared dataset directory")
         q.add_argument("--out", required=True, help="output directory for figures and tables")
         q.add_argument("--device", default="cuda" if _cuda() else "cpu")
-        _add_profile(q)
+        _add_profile(q, reads_checkpoint=True)
         q.set_defaults(func=cmd_analyse)
 
     from .pretrain import add_arguments, run_from_args

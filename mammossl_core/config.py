@@ -108,6 +108,16 @@ class PretrainConfig:
     mae_patch: int = 16
     #: whole images are resized to this square for the ViT (a fixed token grid); not stated in the paper
     mae_image_size: int = 512
+    #: ViT encoder and MAE decoder sizes (ViT-B/16 and He et al.'s light decoder at the paper profile)
+    mae_layers: int = 12
+    mae_heads: int = 12
+    mae_hidden: int = 768
+    mae_mlp: int = 3072
+    mae_decoder_layers: int = 1
+    mae_decoder_dim: int = 512
+    mae_decoder_heads: int = 16
+    #: pretraining on the annotated patch set (IV.A-B, Table 1 and Fig. 3): epochs
+    annotated_epochs: int = 200
 
 
 @dataclass(frozen=True)
@@ -131,12 +141,34 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class BookConfig:
+    """What the chapters run at a profile: grids, encoder lists and sample sizes that the CPU budget of the tiny
+    profile shrinks (each chapter states its reduction)."""
+
+    #: chapter 1: transforms of the pairwise grid (Fig. 3A)
+    transforms: tuple[str, ...] = ("crop", "brightness", "contrast", "gamma", "blur", "equalize", "sharpen",
+                                   "highpass")
+    #: chapter 2: the paper's patch side that each of ``DataConfig.tile_sizes`` stands for (Table 2)
+    paper_tile_sizes: tuple[int, ...] = (64, 96, 128, 256)
+    #: chapter 6: the larger encoders (Table 4) and whether they are finetuned too
+    larger_encoders: tuple[str, ...] = ("resnet50x2", "resnet152")
+    finetune_larger_encoders: bool = True
+    #: chapter 7: tiled patches embedded for the UMAP (Fig. 6: 50,000)
+    umap_tiles: int = 50000
+    #: chapter 8: folds that are finetuned (linear evaluation runs on all ``DataConfig.cv_folds``)
+    finetune_folds: int = 5
+    #: chapter 8: finetune MIP too (not only GAP)
+    finetune_mip_cv: bool = True
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     data: DataConfig
     synth: SynthConfig
     pretrain: PretrainConfig
     eval: EvalConfig
+    book: BookConfig = field(default_factory=BookConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -146,7 +178,7 @@ class Profile:
 
 
 def _paper() -> Profile:
-    return Profile("paper", DataConfig(), SynthConfig(), PretrainConfig(), EvalConfig())
+    return Profile("paper", DataConfig(), SynthConfig(), PretrainConfig(), EvalConfig(), BookConfig())
 
 
 def _tiny() -> Profile:
@@ -177,39 +209,84 @@ def _tiny() -> Profile:
             mae_batch_size=8,
             mae_patch=16,
             mae_image_size=64,
+            mae_layers=2,
+            mae_heads=2,
+            mae_hidden=64,
+            mae_mlp=128,
+            mae_decoder_dim=64,
+            mae_decoder_heads=2,
+            annotated_epochs=3,
         ),
         # fewer epochs than the paper (30/3/20 instead of 100/50/200), so larger steps for the linear layer and the
         # supervised baseline (the calibration run used these values)
         EvalConfig(linear_epochs=30, linear_lr=1e-3, finetune_epochs=3, supervised_epochs=20, supervised_lr=1e-3,
-                   mip_hidden=64,
+                   mip_hidden=64, label_fractions=(0.5, 1.0),
                    bootstrap=500),
+        BookConfig(transforms=("crop", "gamma", "contrast"), paper_tile_sizes=(64, 96, 128),
+                   larger_encoders=("tiny", "resnet18"), finetune_larger_encoders=False, umap_tiles=2000,
+                   finetune_folds=2, finetune_mip_cv=False),
     )
 
 
 PROFILES = {"paper": _paper, "tiny": _tiny}
+#: the profile of every command and notebook that is given none and reads no checkpoint
+DEFAULT_PROFILE = "tiny"
+SECTIONS = ("data", "synth", "pretrain", "eval", "book")
 
 
-def get_profile(name: str = "tiny", **overrides: dict[str, Any]) -> Profile:
+def get_profile(name: str = DEFAULT_PROFILE, **overrides: dict[str, Any]) -> Profile:
     """Return profile ``name`` with section overrides, e.g. ``get_profile("tiny", pretrain={"epochs": 1})``.
 
     Unknown profiles, sections or fields raise ``ValueError`` naming the bad key.
     """
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
-    prof = PROFILES[name]()
+    return resolve(PROFILES[name](), **overrides)
+
+
+def resolve(profile: "str | Profile | None", **overrides: dict[str, Any]) -> Profile:
+    """The one place where a profile name, a :class:`Profile` or ``None`` (:data:`DEFAULT_PROFILE`) becomes a
+    :class:`Profile`, with section overrides applied (``resolve("tiny", eval={"linear_epochs": 5})``)."""
+    if profile is None or isinstance(profile, str):
+        return get_profile(profile or DEFAULT_PROFILE, **overrides)
+    prof = profile
     changes = {}
     for section, values in overrides.items():
         if not values:
             continue
-        if section not in ("data", "synth", "pretrain", "eval"):
-            raise ValueError(f"unknown configuration section {section!r}; use data, synth, pretrain or eval")
+        if section not in SECTIONS:
+            raise ValueError(f"unknown configuration section {section!r}; use one of {', '.join(SECTIONS)}")
         current = getattr(prof, section)
         names = {f.name for f in dataclasses.fields(current)}
         bad = set(values) - names
         if bad:
             raise ValueError(f"unknown {section} setting(s) {sorted(bad)}; known: {sorted(names)}")
         changes[section] = dataclasses.replace(current, **values)
-    return dataclasses.replace(prof, **changes)
+    return dataclasses.replace(prof, **changes) if changes else prof
+
+
+def from_dict(d: dict[str, Any]) -> Profile:
+    """A :class:`Profile` from :meth:`Profile.to_dict` (JSON lists become tuples again)."""
+    def section(cls, values):
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: _tuples(v) for k, v in values.items() if k in names})
+    return Profile(d["name"], section(DataConfig, d["data"]), section(SynthConfig, d["synth"]),
+                   section(PretrainConfig, d["pretrain"]), section(EvalConfig, d["eval"]),
+                   section(BookConfig, d.get("book", {})))
+
+
+def pretrain_config(d: dict[str, Any]) -> PretrainConfig:
+    """A :class:`PretrainConfig` from its saved dict (a checkpoint's ``config``); unknown keys are ignored."""
+    names = {f.name for f in dataclasses.fields(PretrainConfig)}
+    return PretrainConfig(**{k: _tuples(v) for k, v in d.items() if k in names})
+
+
+def _tuples(v):
+    if isinstance(v, list):
+        return tuple(_tuples(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _tuples(x) for k, x in v.items()}
+    return v
 
 
 def image_size(profile: Profile, domain: str) -> tuple[int, int]:

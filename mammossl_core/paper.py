@@ -2,8 +2,6 @@
 them beside this run's numbers. Synthetic-data results are labelled as such and never presented as the paper's."""
 from __future__ import annotations
 
-import pandas as pd
-
 #: section III: dataset sizes
 COUNTS = {"CBIS-DDSM": {"images": 3119, "patients": 1566, "cancer": 761, "split_images": (2111, 367, 641)},
           "CMMD": {"images": 3728, "patients": 1775, "split_images": (2237, 745, 746)}}
@@ -22,22 +20,10 @@ TABLE4 = {("resnet50x2", "gap"): (0.703, 0.803), ("resnet152", "gap"): (0.703, 0
 TABLE5 = {("DDSM", "gap"): ((0.702, 0.005), (0.734, 0.006)), ("DDSM", "mip"): ((0.714, 0.007), (0.730, 0.007)),
           ("CMMD", "gap"): ((0.703, 0.006), (0.732, 0.006)), ("CMMD", "mip"): ((0.712, 0.007), (0.730, 0.007)),
           ("Supervised", "gap"): ((0.706, 0.013), None)}
+#: section V.E and Supp. Fig. 4: SwAV's prototypes on CBIS-DDSM, and those assigned nearly only background patches
+PROTOTYPES = {"prototypes": 20, "background_only": (3, 10, 12, 16, 17)}
 
 
 def fmt_ci(result: dict) -> str:
     """``0.734 [0.690, 0.780]`` from a result dict with ``auc``, ``auc_low``, ``auc_high``."""
     return f"{result['auc']:.3f} [{result['auc_low']:.3f}, {result['auc_high']:.3f}]"
-
-
-def comparison(rows: list[dict], dataset: str, profile: str, encoder: str) -> pd.DataFrame:
-    """A table with the paper's number beside this run's, and the provenance of this run's number."""
-    df = pd.DataFrame(rows)
-    df["this run: dataset"] = dataset
-    df["profile"] = profile
-    df["encoder"] = encoder
-    return df
-
-
-def dataset_label(data_dir) -> str:
-    """How a run's data is named in tables: synthetic data is always labelled as such."""
-    return "synthetic (mammossl generator)" if not data_dir else str(data_dir)

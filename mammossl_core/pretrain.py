@@ -38,12 +38,18 @@ from lightly.utils.lars import LARS
 from lightly.utils.scheduler import cosine_warmup_schedule
 from tqdm.auto import tqdm
 
+from torch.utils.tensorboard import SummaryWriter
+
 from . import checkpoint, distributed as D
 from .augment import MammoAugment
-from .config import Profile, get_profile
-from .data.layout import PreparedDataset, write_json
-from .data.tiles import TileDataset, TileStore
-from .ssl import build_method
+from .config import PROFILES, PretrainConfig, Profile, resolve
+from .data.layout import PreparedDataset
+from .data.patches import AnnotatedPatches
+from .data.tiles import ImageStore, TileDataset
+from .encoders import ENCODERS
+from .io import write_json
+from .loading import profile_of
+from .ssl import METHODS, SSLMethod, build_method
 
 LOG_FIELDS = ["step", "epoch", "loss", "val_loss", "lr", "images_per_s", "time"]
 
@@ -59,7 +65,7 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 class _Images(torch.utils.data.Dataset):
     """Whole images of the store for ViT-MAE, resized to a square, batched by index lists."""
 
-    def __init__(self, store: TileStore, image_ids: list[str], size: int):
+    def __init__(self, store: ImageStore, image_ids: list[str], size: int):
         self.store, self.size = store, size
         self.pos = np.nonzero(np.isin(np.asarray(store.image_ids), image_ids))[0]
 
@@ -75,8 +81,6 @@ class _Patches(torch.utils.data.Dataset):
     """Annotated patches of one split, batched by index lists (labels unused in pretraining)."""
 
     def __init__(self, data_dir, patch: int, split: str):
-        from .data.patches import AnnotatedPatches
-
         self.ap = AnnotatedPatches(data_dir, patch, split)
 
     def __len__(self):
@@ -87,30 +91,53 @@ class _Patches(torch.utils.data.Dataset):
                                 ).unsqueeze(1)
 
 
-def build_dataset(prof: Profile, data_dir, method_name: str, split: str):
-    """The unlabeled training (or validation) set of a method: tiled patches, annotated patches or whole images."""
+def method_config(method: str, prof: Profile, overrides: dict) -> PretrainConfig:
+    """The pretraining configuration of ``method`` at ``prof``, every per-method choice made here:
+
+    * on the annotated patch set (IV.A-B): ``annotated_epochs``, SwAV's 50 prototypes and queue of 300, and for
+      ViT-MAE an input size equal to the patch size;
+    * ViT-MAE on whole images: its own batch size (``mae_batch_size``).
+
+    ``overrides`` (already applied to ``prof.pretrain``) win over every choice above."""
     cfg = prof.pretrain
+    if cfg.source not in ("tiles", "annotated"):
+        raise ValueError(f"pretrain source {cfg.source!r}: use 'tiles' or 'annotated'")
+    if method not in METHODS:
+        raise ValueError(f"unknown SSL method {method!r}; choose one of {sorted(METHODS)}")
+    changes: dict = {}
+    if cfg.source == "annotated":
+        changes["epochs"] = cfg.annotated_epochs
+        if method == "swav":
+            changes.update(swav_prototypes=cfg.swav_prototypes_annotated,
+                           swav_queue_length=cfg.swav_queue_length_annotated)
+        if method == "mae":  # Table 1: the ViT sees the annotated patches at their own size
+            changes["mae_image_size"] = prof.data.annotated_patch
+    if method == "mae":
+        changes["batch_size"] = cfg.mae_batch_size
+    changes = {k: v for k, v in changes.items() if k not in overrides}
+    return dataclasses.replace(cfg, **changes)
+
+
+def input_size(method: str, cfg: PretrainConfig, prof: Profile) -> int:
+    """Side of the square inputs the method is trained on."""
+    if method == "mae":
+        return cfg.mae_image_size
+    return prof.data.annotated_patch if cfg.source == "annotated" else prof.data.tile_size
+
+
+def build_dataset(prof: Profile, cfg: PretrainConfig, data_dir, method_name: str, split: str):
+    """The unlabeled training (or validation) set of a method: tiled patches, annotated patches or whole images,
+    read from the dataset's data products (built by ``mammossl tiles``; opened read-only)."""
     ds = PreparedDataset(data_dir)
     ids = list(ds.split(split).image_id)
     if split == "train":  # unlabelled images (split "unlabeled") are pretraining data too
         ids += list(ds.split("unlabeled").image_id)
     if method_name == "mae" and cfg.source == "tiles":  # ViT-MAE's own input: whole images (paper V.B)
-        store, _ = TileStore.build(data_dir, progress=False)
-        return _Images(store, ids, cfg.mae_image_size)
+        return _Images(ImageStore(data_dir), ids, cfg.mae_image_size)
     if cfg.source == "annotated":
-        from .data.patches import build_annotated_patches
-
-        if D.is_main():
-            TileStore.build(data_dir, progress=False)
-            build_annotated_patches(data_dir, prof.data.annotated_patch, seed=cfg.seed, progress=False)
-        D.barrier()
         return _Patches(data_dir, prof.data.annotated_patch, split)
-    if cfg.source != "tiles":
-        raise ValueError(f"pretrain source {cfg.source!r}: use 'tiles' or 'annotated'")
-    if D.is_main():
-        TileStore.build(data_dir, progress=False)
-    D.barrier()
-    return TileDataset(TileStore(data_dir), prof.data.tile_size, prof.data.tile_overlap, prof.data.max_background, ids)
+    return TileDataset(ImageStore(data_dir), prof.data.tile_size, prof.data.tile_overlap, prof.data.max_background,
+                       ids)
 
 
 class _GlobalBatches(torch.utils.data.Sampler):
@@ -140,8 +167,7 @@ def _loader(ds, global_batch, seed, epoch, start, num_workers, pin, shuffle=True
 
 def build_optimizer(method, name: str, cfg, global_batch: int) -> tuple[torch.optim.Optimizer, float]:
     """LARS (SimCLR/BYOL/SwAV) or AdamW (MAE) with biases and norm parameters free of weight decay."""
-    trainable = [m for m in [method] if m is not None]
-    decay, no_decay = get_weight_decay_parameters(trainable)
+    decay, no_decay = get_weight_decay_parameters([method])
     decay = [p for p in decay if p.requires_grad]
     no_decay = [p for p in no_decay if p.requires_grad]
     if name == "mae":
@@ -156,32 +182,222 @@ def build_optimizer(method, name: str, cfg, global_batch: int) -> tuple[torch.op
     return opt, lr
 
 
-def _log_row(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-        if new:
+class RunLog:
+    """``log.csv`` and TensorBoard events of a run (main process only), and the losses of the steps since the
+    last :meth:`flush`: checked and written every ``log_every`` steps, so the device syncs once per flush."""
+
+    def __init__(self, out: Path, method: str, step: int, resume: bool):
+        self.path, self.method, self.out = out / "log.csv", method, out
+        self.main = D.is_main()
+        self.pending: list[tuple] = []
+        self.last_loss = float("nan")
+        if self.main and resume:
+            self._truncate(step)
+        elif self.main and self.path.exists():
+            self.path.unlink()
+        self.writer = SummaryWriter(str(out / "tb"), purge_step=step) if self.main else None
+
+    def _row(self, row: dict) -> None:
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            if new:
+                w.writeheader()
+            w.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+
+    def _truncate(self, step: int) -> None:
+        """Drop rows written after ``step`` (by a run that was killed after its last checkpoint)."""
+        if not self.path.exists():
+            return
+        with open(self.path) as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        with open(self.path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
             w.writeheader()
-        w.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+            w.writerows(rows)
+
+    def add(self, step: int, epoch: int, loss: torch.Tensor, lr: float) -> None:
+        self.pending.append((step, epoch, loss.detach(), lr))
+
+    def flush(self, ips: float | None = None) -> float:
+        """Check and log the pending losses; raises :class:`NonFiniteLossError` on a NaN or infinite one. Runs
+        before every checkpoint, so a checkpoint never holds weights updated by a non-finite loss."""
+        if not self.pending:
+            return self.last_loss
+        vals = torch.stack([p[2].float() for p in self.pending])
+        if D.is_dist():
+            torch.distributed.all_reduce(vals)
+            vals = vals / D.world_size()
+        vals = vals.cpu().tolist()
+        items, self.pending = self.pending, []
+        for (s, e, _, lr), v in zip(items, vals):
+            if not math.isfinite(v):
+                raise NonFiniteLossError(
+                    f"{self.method}: non-finite loss at step {s} (epoch {e}); the run stopped and the last good "
+                    f"checkpoint {self.out / 'last.pt'} is kept. Lower the learning rate (lr={lr:.3g}) or check the data.")
+            if self.main:
+                self._row({"step": s + 1, "epoch": e, "loss": f"{v:.6f}", "lr": f"{lr:.6g}",
+                           "images_per_s": f"{ips:.1f}" if ips else "", "time": f"{time.time():.1f}"})
+        self.last_loss = vals[-1]
+        if self.main:
+            s1 = items[-1][0] + 1
+            self.writer.add_scalar("train/loss", self.last_loss, s1)
+            self.writer.add_scalar("train/lr", items[-1][3], s1)
+            if ips:
+                self.writer.add_scalar("train/images_per_s", ips, s1)
+        return self.last_loss
+
+    def validation(self, step: int, epoch: int, val: float) -> None:
+        if self.main:
+            self._row({"step": step, "epoch": epoch, "val_loss": f"{val:.6f}", "time": f"{time.time():.1f}"})
+            self.writer.add_scalar("val/loss", val, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log rows written after ``step`` (by a run that was killed after its last checkpoint)."""
-    if not path.exists():
-        return
-    with open(path) as f:
-        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+@dataclasses.dataclass
+class Trainer:
+    """Everything a training step needs, and the run's position (step, epoch, batch in the epoch)."""
+
+    method: str
+    cfg: PretrainConfig
+    model: SSLMethod
+    ddp: torch.nn.Module
+    opt: torch.optim.Optimizer
+    aug: MammoAugment
+    dev: torch.device
+    out: Path
+    base_lr: float
+    total: int
+    warmup: int
+    profile: str
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_val: float = math.inf
+
+    @property
+    def amp(self):
+        if self.dev.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
+
+    def state_dict(self) -> dict:
+        return {"method": self.method, "encoder": self.cfg.encoder, "profile": self.profile,
+                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
+                "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "best_val": self.best_val,
+                "config": json.loads(json.dumps(dataclasses.asdict(self.cfg)))}
+
+    def load(self, path: Path) -> None:
+        state = checkpoint.load(path, method=self.method, encoder=self.cfg.encoder)
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.batch_in_epoch, self.best_val = state["batch_in_epoch"], state["best_val"]
+
+    def save(self, name: str = "last.pt", **extra) -> None:
+        if D.is_main():
+            checkpoint.save(self.out / name, {**self.state_dict(), **extra})
+
+    def save_last(self) -> None:
+        self.save()
+        D.barrier()
+
+
+def train_one_epoch(t: Trainer, train_ds, log: RunLog, limit: int, bar, on_step=None) -> dict:
+    """Train from ``t.batch_in_epoch`` to the end of the epoch (or to step ``limit``): learning rate set every
+    step (warm-up then cosine), two augmented views, loss, optimiser step, the method's after-step update (BYOL's
+    EMA), and a checkpoint every ``checkpoint_every`` steps. Returns ``{"steps", "images_per_s"}``."""
+    cfg, gb = t.cfg, t.cfg.batch_size
+    g = torch.Generator(device=t.dev)
+    t.model.train()
+    loader = _loader(train_ds, gb, cfg.seed, t.epoch, t.batch_in_epoch, cfg.num_workers, t.dev.type == "cuda")
+    t0, seen, steps = time.perf_counter(), 0, 0
+    for x in loader:
+        seed = _step_seed(cfg.seed, t.step, D.rank())
+        torch.manual_seed(seed)
+        g.manual_seed(seed)
+        x = x.to(t.dev, non_blocking=True)
+        lr = t.base_lr * cosine_warmup_schedule(t.step, max(t.total, 1), 1.0, 0.0, t.warmup, 0.0)
+        for group in t.opt.param_groups:
+            group["lr"] = lr
+        with t.amp:
+            views = [t.aug(x, g), t.aug(x, g)] if t.model.uses_views else [x.expand(-1, 3, -1, -1)]
+            if t.dev.type == "cuda":
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            loss = t.ddp(views, t.step).float().mean()
+        t.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t.opt.step()
+        t.model.after_step(t.step, t.total)
+        log.add(t.step, t.epoch, loss, lr)
+        t.step += 1
+        t.batch_in_epoch += 1
+        seen += gb
+        steps += 1
+        bar.update()
+        if on_step is not None:
+            on_step(t.step)
+        if t.step % cfg.log_every == 0:
+            log.flush(seen / max(time.perf_counter() - t0, 1e-9))
+            bar.set_postfix(loss=f"{log.last_loss:.4f}")
+        if t.step % cfg.checkpoint_every == 0:
+            log.flush()
+            t.save_last()
+        if t.step >= limit:
+            break
+    ips = seen / max(time.perf_counter() - t0, 1e-9)
+    log.flush(ips)
+    return {"steps": steps, "images_per_s": ips}
+
+
+def _setup(method: str, data, out: Path, prof: Profile, overrides: dict, device) -> tuple[Trainer, object, object]:
+    """Data, model, optimiser, augmentation and DDP wrapper of a run: a :class:`Trainer` at step 0, and the training
+    and validation sets."""
+    cfg = method_config(method, prof, overrides)
+    dev = D.setup(device)
+    world = D.world_size()
+    gb = cfg.batch_size
+    if gb % world:
+        raise ValueError(f"batch_size={gb} is not divisible by the {world} processes")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    if dev.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    train_ds = build_dataset(prof, cfg, data, method, "train")
+    val_ds = build_dataset(prof, cfg, data, method, "val")
+    steps_per_epoch = len(train_ds) // gb
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training set has {len(train_ds)} samples, fewer than one batch of {gb}; "
+                         f"lower --batch-size or add data")
+    total = cfg.epochs * steps_per_epoch
+    warmup = min(cfg.warmup_epochs * steps_per_epoch, total)
+    model = build_method(method, cfg).to(dev)
+    model = D.convert_sync_batchnorm(model, dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt, base_lr = build_optimizer(model, method, cfg, gb)
+    # static_graph: the same parameters are used by both views every step; without it, DDP's gradient
+    # reduction and the batch-norm collectives of the backward pass disagree (tests/test_distributed.py)
+    ddp = torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[dev.index] if dev.type == "cuda" else None, static_graph=True) if D.is_dist() else model
+    aug = MammoAugment(cfg.augment, size=input_size(method, cfg, prof))
+    t = Trainer(method, cfg, model, ddp, opt, aug, dev, out, base_lr, total, warmup, prof.name)
+    if D.is_main():
+        write_json(out / "config.json", {"method": method, "data": str(data), "profile": prof.name,
+                                         "world_size": world, "global_batch": gb, "lr": base_lr,
+                                         "steps_per_epoch": steps_per_epoch, "total_steps": total,
+                                         "pretrain": dataclasses.asdict(cfg), "data_config": dataclasses.asdict(prof.data)})
+    return t, train_ds, val_ds
 
 
 def pretrain(
     method: str,
     data: str | os.PathLike,
     out: str | os.PathLike,
-    profile: str | Profile = "tiny",
+    profile: str | Profile | None = None,
     resume: bool = False,
     device: str | None = None,
     progress: bool = True,
@@ -193,188 +409,44 @@ def pretrain(
     ``overrides`` replace :class:`~mammossl_core.config.PretrainConfig` fields (``epochs=2``, ``batch_size=32``).
     ``on_step(step)`` is called after every step (tests and benchmarks use it to interrupt or time a run).
     """
-    if isinstance(profile, str):
-        prof = get_profile(profile, pretrain=overrides)
-    else:
-        prof = dataclasses.replace(profile, pretrain=dataclasses.replace(profile.pretrain, **overrides))
-    cfg = prof.pretrain
-    if cfg.source == "annotated" and method == "swav":
-        cfg = dataclasses.replace(cfg, swav_prototypes=cfg.swav_prototypes_annotated,
-                                  swav_queue_length=cfg.swav_queue_length_annotated)
-    dev = D.setup(device)
-    world, rank = D.world_size(), D.rank()
-    if method == "mae":
-        cfg = dataclasses.replace(cfg, batch_size=cfg.mae_batch_size) if "batch_size" not in overrides else cfg
-        if cfg.source == "annotated":  # Table 1: the ViT sees the annotated patches at their own size
-            cfg = dataclasses.replace(cfg, mae_image_size=prof.data.annotated_patch)
-    gb = cfg.batch_size
-    if gb % world:
-        raise ValueError(f"batch_size={gb} is not divisible by the {world} processes")
+    prof = resolve(profile, pretrain=overrides)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    if dev.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-    train_ds = build_dataset(prof, data, method, "train")
-    val_ds = build_dataset(prof, data, method, "val")
-    steps_per_epoch = len(train_ds) // gb
-    if steps_per_epoch == 0:
-        raise ValueError(f"the training set has {len(train_ds)} samples, fewer than one batch of {gb}; "
-                         f"lower --batch-size or add data")
-    total = cfg.epochs * steps_per_epoch
-    warmup = min(cfg.warmup_epochs * steps_per_epoch, total)
-
-    model = build_method(method, cfg).to(dev)
-    model = D.convert_sync_batchnorm(model, dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    opt, base_lr = build_optimizer(model, method, cfg, gb)
-    # static_graph: the same parameters are used by both views every step; without it, DDP's gradient
-    # reduction and the batch-norm collectives of the backward pass disagree (tests/test_distributed.py)
-    ddp = torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[dev.index] if dev.type == "cuda" else None, static_graph=True) if D.is_dist() else model
-    patch = cfg.mae_image_size if method == "mae" else (
-        prof.data.annotated_patch if cfg.source == "annotated" else prof.data.tile_size)
-    aug = MammoAugment(cfg.augment, size=patch)
-
-    step, epoch, batch_in_epoch, best_val = 0, 0, 0, math.inf
-    log_path = out / "log.csv"
-    if resume and (out / "last.pt").is_file():
-        state = checkpoint.load(out / "last.pt", method=method, encoder=cfg.encoder)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, epoch, batch_in_epoch, best_val = state["step"], state["epoch"], state["batch_in_epoch"], state["best_val"]
-        if D.is_main():
-            _truncate_log(log_path, step)
-    elif D.is_main() and log_path.exists():
-        log_path.unlink()
-    if D.is_main():
-        write_json(out / "config.json", {"method": method, "data": str(data), "profile": prof.name,
-                                         "world_size": world, "global_batch": gb, "lr": base_lr,
-                                         "steps_per_epoch": steps_per_epoch, "total_steps": total,
-                                         "pretrain": dataclasses.asdict(cfg), "data_config": dataclasses.asdict(prof.data)})
-        if progress:
-            print(f"[pretrain] {method} on {len(train_ds)} samples, {world} process(es), global batch {gb}, "
-                  f"lr {base_lr:.4g}, {steps_per_epoch} steps/epoch, {total} steps", flush=True)
-    writer = None
-    if D.is_main():
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tb"), purge_step=step)
-
-    def state_dict() -> dict:
-        return {"method": method, "encoder": cfg.encoder, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best_val": best_val,
-                "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}
-
-    def save_last():
-        if D.is_main():
-            checkpoint.save(out / "last.pt", state_dict())
-        D.barrier()
-
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
-    g = torch.Generator(device=dev)
-    limit = cfg.max_steps if cfg.max_steps is not None else total
-    bar = tqdm(total=min(limit, total), initial=step, desc=f"pretrain {method}", unit="step",
+    t, train_ds, val_ds = _setup(method, data, out, prof, overrides, device)
+    cfg = t.cfg
+    resuming = resume and (out / "last.pt").is_file()
+    if resuming:
+        t.load(out / "last.pt")
+    log = RunLog(out, method, t.step, resuming)
+    if progress and D.is_main():
+        print(f"[pretrain] {method} on {len(train_ds)} samples, {D.world_size()} process(es), global batch "
+              f"{cfg.batch_size}, lr {t.base_lr:.4g}, {len(train_ds) // cfg.batch_size} steps/epoch, {t.total} steps",
+              flush=True)
+    limit = cfg.max_steps if cfg.max_steps is not None else t.total
+    bar = tqdm(total=min(limit, t.total), initial=t.step, desc=f"pretrain {method}", unit="step",
                disable=not (progress and D.is_main()))
-    last_loss = float("nan")
-    pending: list[tuple] = []
-
-    def flush(ips: float | None = None) -> None:
-        """Check and log the losses of the steps since the last flush: one device sync every ``log_every`` steps.
-
-        Runs before every checkpoint, so a checkpoint never holds weights updated by a non-finite loss."""
-        nonlocal last_loss
-        if not pending:
-            return
-        vals = torch.stack([p[2].float() for p in pending])
-        if D.is_dist():
-            torch.distributed.all_reduce(vals)
-            vals = vals / world
-        vals = vals.cpu().tolist()
-        items = list(pending)
-        pending.clear()
-        for (s, e, _, lr), v in zip(items, vals):
-            if not math.isfinite(v):
-                raise NonFiniteLossError(
-                    f"{method}: non-finite loss at step {s} (epoch {e}); the run stopped and the last good "
-                    f"checkpoint {out / 'last.pt'} is kept. Lower the learning rate (lr={lr:.3g}) or check the data.")
-            if D.is_main():
-                _log_row(log_path, {"step": s + 1, "epoch": e, "loss": f"{v:.6f}", "lr": f"{lr:.6g}",
-                                    "images_per_s": f"{ips:.1f}" if ips else "", "time": f"{time.time():.1f}"})
-        last_loss = vals[-1]
-        if D.is_main():
-            s1 = items[-1][0] + 1
-            writer.add_scalar("train/loss", last_loss, s1)
-            writer.add_scalar("train/lr", items[-1][3], s1)
-            if ips:
-                writer.add_scalar("train/images_per_s", ips, s1)
-        bar.set_postfix(loss=f"{last_loss:.4f}", img_s=f"{ips or 0:.0f}")
-
+    steps_per_epoch = len(train_ds) // cfg.batch_size
     try:
-        while epoch < cfg.epochs and step < limit:
-            model.train()
-            loader = _loader(train_ds, gb, cfg.seed, epoch, batch_in_epoch, cfg.num_workers, dev.type == "cuda")
-            t0, seen = time.perf_counter(), 0
-            for x in loader:
-                seed = _step_seed(cfg.seed, step, rank)
-                torch.manual_seed(seed)
-                g.manual_seed(seed)
-                x = x.to(dev, non_blocking=True)
-                lr = base_lr * cosine_warmup_schedule(step, max(total, 1), 1.0, 0.0, warmup, 0.0)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                with amp:
-                    if model.uses_views:
-                        views = [aug(x, g), aug(x, g)]
-                    else:
-                        views = [x.expand(-1, 3, -1, -1)]
-                    if dev.type == "cuda":
-                        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-                    loss = ddp(views, step).float().mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                model.after_step(step, total)
-                pending.append((step, epoch, loss.detach(), lr))
-                step += 1
-                batch_in_epoch += 1
-                seen += gb
-                bar.update()
-                if on_step is not None:
-                    on_step(step)
-                if step % cfg.log_every == 0:
-                    flush(seen / max(time.perf_counter() - t0, 1e-9))
-                if step % cfg.checkpoint_every == 0:
-                    flush()
-                    save_last()
-                if step >= limit:
-                    break
-            flush(seen / max(time.perf_counter() - t0, 1e-9))
-            if batch_in_epoch >= steps_per_epoch:  # epoch finished: validation loss and model selection
-                val = validation_loss(model, val_ds, aug, gb, cfg, dev, amp)
-                epoch, batch_in_epoch = epoch + 1, 0
-                improved = val < best_val
-                best_val = min(best_val, val)
-                if D.is_main():
-                    _log_row(log_path, {"step": step, "epoch": epoch - 1, "val_loss": f"{val:.6f}",
-                                        "time": f"{time.time():.1f}"})
-                    writer.add_scalar("val/loss", val, step)
-                save_last()
-                if improved and D.is_main():
-                    checkpoint.save(out / "best.pt", state_dict())
-                if cfg.keep_epoch_checkpoints and D.is_main():
-                    checkpoint.save(out / f"epoch_{epoch - 1:03d}.pt", {**state_dict(), "val_loss": val})
-        save_last()
+        while t.epoch < cfg.epochs and t.step < limit:
+            train_one_epoch(t, train_ds, log, limit, bar, on_step)
+            if t.batch_in_epoch >= steps_per_epoch:  # epoch finished: validation loss and model selection
+                val = validation_loss(t.model, val_ds, t.aug, cfg.batch_size, cfg, t.dev, t.amp)
+                log.validation(t.step, t.epoch, val)
+                t.epoch, t.batch_in_epoch = t.epoch + 1, 0
+                improved = val < t.best_val
+                t.best_val = min(t.best_val, val)
+                t.save_last()
+                if improved:
+                    t.save("best.pt")
+                if cfg.keep_epoch_checkpoints:
+                    t.save(f"epoch_{t.epoch - 1:03d}.pt", val_loss=val)
+        t.save_last()
     finally:
         bar.close()
-        if writer is not None:
-            writer.close()
+        log.close()
     if D.is_main() and not (out / "best.pt").is_file():
-        checkpoint.save(out / "best.pt", state_dict())  # stopped before the first epoch ended
-    summary = {"method": method, "steps": step, "epochs_done": epoch, "last_loss": last_loss,
-               "best_val_loss": best_val, "run_dir": str(out)}
+        t.save("best.pt")  # stopped before the first epoch ended
+    summary = {"method": method, "profile": prof.name, "steps": t.step, "epochs_done": t.epoch,
+               "last_loss": log.last_loss, "best_val_loss": t.best_val, "run_dir": str(out)}
     if D.is_main():
         write_json(out / "summary.json", summary)
     return summary
@@ -406,14 +478,11 @@ def validation_loss(model, ds, aug, gb, cfg, dev, amp) -> float:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by ``mammossl pretrain`` and ``torchrun -m mammossl_core.pretrain``."""
-    from .config import PROFILES
-    from .encoders import ENCODERS
-    from .ssl import METHODS
-
     p.add_argument("--method", required=True, choices=sorted(METHODS))
     p.add_argument("--data", required=True, help="prepared dataset directory")
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs)")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="tiny")
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help="size/hyperparameter profile (default: the checkpoint's when resuming, else tiny)")
     p.add_argument("--encoder", choices=ENCODERS, default=None)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None, help="global batch size over all processes")
@@ -434,8 +503,10 @@ def run_from_args(a: argparse.Namespace) -> dict:
     names = ["encoder", "epochs", "batch_size", "lr", "augment", "source", "max_steps", "checkpoint_every",
              "num_workers", "seed", "keep_epoch_checkpoints"]
     overrides = {n: getattr(a, n) for n in names if getattr(a, n) is not None}
+    last = Path(a.out) / "last.pt"
+    profile = a.profile or (profile_of(last) if a.resume and last.is_file() else None)
     try:
-        return pretrain(a.method, a.data, a.out, a.profile, resume=a.resume, device=a.device, **overrides)
+        return pretrain(a.method, a.data, a.out, profile, resume=a.resume, device=a.device, **overrides)
     finally:
         D.cleanup()
 

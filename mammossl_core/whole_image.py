@@ -1,4 +1,5 @@
-"""From a patch encoder to a whole-image classifier (paper II.B, Fig. 1).
+"""From a patch encoder to a whole-image classifier (paper II.B, Fig. 1); tensors in, tensors out (models are
+loaded by :mod:`mammossl_core.loading`).
 
 The pretrained trunk runs fully convolutionally over a whole mammogram and yields the grid of embeddings
 ``H`` (``r x c x m``); the breast mask, reduced to the same grid, marks the background cells; a pooling head
@@ -16,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoders import build_trunk
 from .pooling import build_pooling
 
 STRIDE = 32  # total stride of the torchvision ResNet trunks
@@ -27,51 +27,6 @@ def grid_mask(mask: torch.Tensor, r: int, c: int, min_breast: float = 0.3) -> to
     cell is breast."""
     frac = F.adaptive_avg_pool2d(mask.float().unsqueeze(1), (r, c)).squeeze(1)
     return frac >= min_breast
-
-
-class ViTGrid(nn.Module):
-    """A ViT-MAE encoder as a grid encoder: image resized to the ViT's square, patch tokens as the grid."""
-
-    def __init__(self, vit_encoder, image_size: int, patch: int):
-        super().__init__()
-        self.vit, self.size, self.patch = vit_encoder, image_size, patch
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
-        tokens = self.vit.encode(images=x)[:, 1:]  # drop the class token
-        g = self.size // self.patch
-        return tokens.transpose(1, 2).reshape(len(x), -1, g, g)
-
-
-def build_grid_encoder(checkpoint_path=None, encoder: str | None = None, profile=None) -> tuple[nn.Module, int, dict]:
-    """(grid encoder ``(B, 3, H, W) -> (B, m, r, c)``, ``m``, checkpoint metadata).
-
-    With a checkpoint, its pretrained backbone (any method) is loaded; without one, ``encoder`` is built randomly
-    initialised (the paper's "random" baseline and the supervised model's start).
-    """
-    from . import checkpoint
-
-    meta: dict = {}
-    if checkpoint_path is not None:
-        state = checkpoint.load(checkpoint_path, encoder=encoder)
-        meta = {k: v for k, v in state.items() if k not in ("model", "optimizer")}
-        if state["method"] == "mae":
-            from .config import PretrainConfig
-            from .ssl.mae import MAE
-
-            cfg = PretrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in state["config"].items()})
-            mae = MAE(cfg)
-            mae.load_state_dict(state["model"])
-            return ViTGrid(mae.backbone, cfg.mae_image_size, cfg.mae_patch), mae.backbone.dim, meta
-        encoder = state["encoder"]
-        trunk, m = build_trunk(encoder)
-        weights = {k[len("backbone.trunk."):]: v for k, v in state["model"].items() if k.startswith("backbone.trunk.")}
-        trunk.load_state_dict(weights)
-        return trunk, m, meta
-    if encoder is None:
-        raise ValueError("give a checkpoint or an encoder name")
-    trunk, m = build_trunk(encoder)
-    return trunk, m, {"encoder": encoder, "method": "random"}
 
 
 class FeatureNorm(nn.Module):

@@ -6,6 +6,19 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_root(tmp_path_factory):
+    """Artefacts and frozen-grid caches of the tests go to a temporary cache root, never into the work tree."""
+    d = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("MAMMOSSL_CACHE")
+    os.environ["MAMMOSSL_CACHE"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("MAMMOSSL_CACHE", None)
+    else:
+        os.environ["MAMMOSSL_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory):
     from mammossl_core.data.synthetic import synthesize
@@ -17,11 +30,13 @@ def synth_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def store(synth_dir):
-    from mammossl_core.data.tiles import TileStore
+    """The data products of the session dataset (image store, tile indexes, annotated patches), built once."""
+    from mammossl_core.config import get_profile
+    from mammossl_core.data.products import build_products
+    from mammossl_core.data.tiles import ImageStore
 
-    s, failures = TileStore.build(synth_dir, progress=False)
-    assert failures == []
-    return s
+    assert build_products(synth_dir, get_profile("tiny"), progress=False) == []
+    return ImageStore(synth_dir)
 
 
 def pytest_collection_modifyitems(config, items):

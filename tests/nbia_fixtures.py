@@ -71,7 +71,10 @@ def write_dicom(path: Path, pixels: np.ndarray, *, subject: str, series: str, la
 def _mammogram(rng, breast_right: bool, size=FULL_SIZE) -> np.ndarray:
     from mammossl_core.data.synthetic import SynthParams, render_image
 
-    img, _, _ = render_image(SynthParams(*size), "CC", "b", [], rng)
+    import dataclasses
+
+    params = dataclasses.replace(SynthParams.of("paper"), height=size[0], width=size[1])
+    img, _, _ = render_image(params, "CC", "b", [], rng)
     return img[:, ::-1].copy() if breast_right else img
 
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 from mammossl_core.cli import main
 from mammossl_core.data.layout import DataError, atomic_path, read_png16, write_png16
-from mammossl_core.data.tiles import TileStore
+from mammossl_core.data.tiles import ImageStore
 
 
 def test_corrupt_truncated_depth_black_missing(tmp_path):
@@ -42,16 +42,16 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 def test_bulk_store_reports_bad_files_and_goes_on(synth_dir, tmp_path, capsys):
     d = tmp_path / "broken"
-    shutil.copytree(synth_dir, d, ignore=shutil.ignore_patterns("tiles", "annotated_*"))
+    shutil.copytree(synth_dir, d, ignore=shutil.ignore_patterns("store", "annotated_*"))
     images = pd.read_csv(d / "images.csv")
     victim = d / images.path[1]
     victim.write_bytes(victim.read_bytes()[:100])
     (d / images.path[2]).unlink()
-    store, failures = TileStore.build(d, progress=False)
+    store, failures = ImageStore.build(d, progress=False)
     assert len(failures) == 2 and len(store.image_ids) == len(images) - 2
     assert any(str(victim) in f["error"] for f in failures)
     # the command line reports per file and exits non-zero
-    shutil.rmtree(d / "tiles")
+    shutil.rmtree(d / "store")
     assert main(["tiles", "--data", str(d)]) == 1
     err = capsys.readouterr().err
     assert str(victim) in err and images.path[2] in err

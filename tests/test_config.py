@@ -20,3 +20,29 @@ def test_overrides_and_errors():
         get_profile("tiny", pretrain={"epoch": 1})
     with pytest.raises(ValueError, match="profile"):
         get_profile("huge")
+
+
+def test_resolve_is_the_one_way_to_a_profile():
+    from mammossl_core.config import DEFAULT_PROFILE, from_dict, pretrain_config, resolve
+
+    assert resolve(None).name == DEFAULT_PROFILE
+    p = resolve("paper", eval={"linear_epochs": 3})
+    assert p.eval.linear_epochs == 3 and resolve(p) is p
+    assert resolve(p, pretrain={"epochs": 2}).pretrain.epochs == 2 and p.pretrain.epochs == 200
+    import json
+
+    assert from_dict(json.loads(p.to_json())) == p  # JSON round trip, lists back to tuples
+    assert pretrain_config(json.loads(json.dumps(p.pretrain.__dict__))) == p.pretrain
+    with pytest.raises(ValueError, match="unknown configuration section"):
+        resolve("tiny", model={"x": 1})
+
+
+def test_synthetic_parameters_come_from_the_profile():
+    from mammossl_core.data.synthetic import SynthParams
+
+    s = SynthParams.of("tiny", "cmmd", lesion_size=1.5)
+    t = get_profile("tiny")
+    assert (s.height, s.width) == t.data.image_size["cmmd"] and s.lesion_contrast == t.synth.lesion_contrast
+    assert s.lesion_size == 1.5
+    with pytest.raises(ValueError, match="unknown synthetic parameter"):
+        SynthParams.of("tiny", lesion_colour=1)

@@ -8,6 +8,8 @@ import pytest
 
 from mammossl_core import evaluate as E
 from mammossl_core.cli import main
+from mammossl_core.evaldata import label_fraction_subset, load_eval_data
+from mammossl_core.patch_eval import patch_embeddings, patch_linear_eval
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,7 @@ def swav_run(synth_dir, store, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_linear_gap_and_mip_write_results(synth_dir, swav_run, tmp_path):
+def test_linear_gap_and_mip_write_results(synth_dir, swav_run, tmp_path, cache_root):
     for pooling in ("gap", "mip"):
         r = E.linear_eval(synth_dir, swav_run / "best.pt", pooling, "tiny", tmp_path / pooling, linear_epochs=5)
         assert 0 <= r["auc_low"] <= r["auc"] <= r["auc_high"] <= 1
@@ -32,8 +34,8 @@ def test_linear_gap_and_mip_write_results(synth_dir, swav_run, tmp_path):
 
         assert saved["auc"] == pytest.approx(roc_auc_score(test.label, test.score))  # recomputable from the file
     # the frozen grids were cached once and are reused
-    caches = list((synth_dir / "cache").glob("grid_*"))
-    assert len(caches) >= 1
+    caches = list((cache_root / "grids").glob("grid_*"))
+    assert len(caches) >= 1 and not (synth_dir / "cache").exists()  # caches never go into the dataset
     again = E.linear_eval(synth_dir, swav_run / "best.pt", "gap", "tiny", None, linear_epochs=5)
     assert again["auc"] == pytest.approx(json.loads((tmp_path / "gap" / "result.json").read_text())["auc"])
 
@@ -44,7 +46,7 @@ def test_finetune_supervised_fraction_and_cv(synth_dir, swav_run, tmp_path):
     assert r["protocol"] == "finetune" and (tmp_path / "ft" / "linear" / "result.json").is_file()
     s = E.supervised(synth_dir, pooling="gap", profile="tiny", out=tmp_path / "sup", supervised_epochs=1,
                      label_fraction=0.5)
-    full = E.load_eval_data(synth_dir).idx("train")
+    full = load_eval_data(synth_dir).idx("train")
     assert 0.3 * len(full) < s["n_train"] < 0.75 * len(full)
     cv = E.cross_validate(E.linear_eval, synth_dir, 3, out=tmp_path / "cv", checkpoint=swav_run / "best.pt",
                           linear_epochs=2)
@@ -52,19 +54,19 @@ def test_finetune_supervised_fraction_and_cv(synth_dir, swav_run, tmp_path):
 
 
 def test_label_fraction_is_patient_level_and_stratified(synth_dir):
-    ev = E.load_eval_data(synth_dir)
+    ev = load_eval_data(synth_dir)
     rows = ev.idx("train")
-    sub = E.label_fraction_subset(ev.table, rows, 0.5, seed=0)
+    sub = label_fraction_subset(ev.table, rows, 0.5, seed=0)
     t = ev.table
     kept = set(t.patient_id.iloc[sub])
     # whole patients: every training image of a kept patient is kept
     assert set(t.iloc[rows][t.patient_id.iloc[rows].isin(kept)].index) == set(sub)
-    assert E.label_fraction_subset(ev.table, rows, 1.0, 0) is rows
+    assert label_fraction_subset(ev.table, rows, 1.0, 0) is rows
 
 
 @pytest.mark.slow
 def test_patch_linear_eval_and_cli(synth_dir, swav_run, tmp_path, capsys):
-    r = E.patch_linear_eval(synth_dir, swav_run / "best.pt", "tiny", tmp_path / "p", linear_epochs=3)
+    r = patch_linear_eval(synth_dir, swav_run / "best.pt", "tiny", tmp_path / "p", linear_epochs=3)
     assert 0 <= r["accuracy"] <= 1
     assert main(["evaluate", "linear", "--data", str(synth_dir), "--checkpoint", str(swav_run), "--pooling", "mip",
                  "--out", str(tmp_path / "cli"), "--epochs", "2", "--device", "cpu"]) == 0
@@ -94,10 +96,9 @@ def test_patch_linear_eval_and_cli(synth_dir, swav_run, tmp_path, capsys):
 def test_prototypes_and_loss_vs_auc(synth_dir, swav_run, tmp_path):
     from mammossl_core.analysis import prototypes as P
     from mammossl_core.analysis.selection import loss_vs_auc
-    from mammossl_core.data.patches import CLASSES, AnnotatedPatches, build_annotated_patches
+    from mammossl_core.data.patches import CLASSES, AnnotatedPatches
 
     model = P.load_swav(swav_run / "best.pt")
-    build_annotated_patches(synth_dir, 48, progress=False)
     x, y = AnnotatedPatches(synth_dir, 48).tensors()
     z, q = P.assign(model, x)
     assert q.shape == (len(x), 20) and np.allclose(q.sum(1), 1, atol=1e-5)
@@ -120,9 +121,9 @@ def test_mae_on_annotated_patches_for_table1(synth_dir, store, tmp_path):
     run = tmp_path / "mae"
     pretrain("mae", synth_dir, run, "tiny", progress=False, source="annotated", batch_size=8, max_steps=3)
     assert checkpoint.load(run / "best.pt")["config"]["mae_image_size"] == 48  # the tiny annotated patch
-    emb, table = E.patch_embeddings(synth_dir, run / "best.pt", 48)
+    emb, table = patch_embeddings(synth_dir, run / "best.pt", 48)
     assert emb.shape == (len(table), 64) and np.isfinite(emb).all()
-    r = E.patch_linear_eval(synth_dir, run / "best.pt", "tiny", tmp_path / "p", linear_epochs=2)
+    r = patch_linear_eval(synth_dir, run / "best.pt", "tiny", tmp_path / "p", linear_epochs=2)
     assert 0 <= r["accuracy"] <= 1
 
 
@@ -136,10 +137,13 @@ def test_mip_attention_concentrates_on_lesions(tmp_path_factory):
     one-epoch tiny SSL features localises less reliably (BYOL: 1.68/1.40/0.88, p 1e-5/0.42/0.997), so that is
     reported in the book (chapter 4) rather than asserted here."""
     from mammossl_core.analysis.attention import report
+    from mammossl_core.config import get_profile
+    from mammossl_core.data.products import build_products
     from mammossl_core.data.synthetic import synthesize
 
     tmp = tmp_path_factory.mktemp("loc")
     data = synthesize(tmp / "synth", patients=150, seed=1, profile="tiny", workers=2, progress=False)
+    build_products(data, get_profile("tiny"), progress=False)
     r = E.supervised(data, pooling="mip", profile="tiny", out=tmp / "sup")
     s = report(data, tmp / "sup", tmp / "rep")
     assert (tmp / "rep" / "heatmaps.png").is_file()

@@ -3,7 +3,7 @@ import pytest
 
 from mammossl_core.data.layout import PreparedDataset
 from mammossl_core.data.patches import CLASSES, AnnotatedPatches, build_annotated_patches
-from mammossl_core.data.tiles import TileDataset, background_fractions, breast_mask, tile_grid, tile_loader
+from mammossl_core.data.tiles import TileDataset, background_fractions, breast_mask, tile_grid
 
 
 def test_grid_positions():
@@ -51,10 +51,7 @@ def test_tile_dataset_batches_and_split(store, synth_dir):
     x = tds[[0, 1, 2]]
     assert x.shape == (3, 1, 32, 32) and str(x.dtype) == "torch.float32"
     assert 0 <= float(x.min()) and float(x.max()) <= 1
-    batches = [b for b in tile_loader(tds, 16, seed=0)]
-    again = [b for b in tile_loader(tds, 16, seed=0)]
-    assert all((a == b).all() for a, b in zip(batches, again))
-    assert batches[0].shape == (16, 1, 32, 32)
+    assert (tds[list(range(16))] == tds[list(range(16))]).all()
 
 
 def test_annotated_patch_classes(store, synth_dir):

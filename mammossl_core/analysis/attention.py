@@ -6,12 +6,21 @@ attention that falls on grid cells touching a lesion, against the share of breas
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from scipy.stats import wilcoxon
 
-from ..data.layout import PreparedDataset
+from ..data.layout import PreparedDataset, read_mask
+from ..evaldata import load_eval_data
+from ..io import write_csv, write_json
+from ..loading import classifier
+from ..whole_image import grid_mask
 
 
 def lesion_cells(lesion_mask: np.ndarray, r: int, c: int) -> np.ndarray:
@@ -34,8 +43,6 @@ def localisation(weights: np.ndarray, breast_cells: np.ndarray, lesion: np.ndarr
 @torch.no_grad()
 def attention_maps(model, ev, rows: np.ndarray, device="cpu", batch: int = 16):
     """MIP (or SA) weights ``(N, r, c)``, grid breast masks ``(N, r, c)`` and malignancy scores for ``rows``."""
-    from ..whole_image import grid_mask
-
     model.eval()
     ws, ms, ss = [], [], []
     for s in range(0, len(rows), batch):
@@ -61,8 +68,6 @@ def localisation_table(model, ev, data, split: str = "test", device="cpu") -> pd
         les = ds.lesions[(ds.lesions.image_id == iid) & (ds.lesions.pathology == "malignant")]
         if les.empty:
             continue
-        from ..data.layout import read_mask
-
         m = np.logical_or.reduce([read_mask(ds.root / p) for p in les.mask_path])
         out.append({"image_id": iid, "score": float(score[k]),
                     **localisation(w[k], gm[k], lesion_cells(m, *w[k].shape))})
@@ -71,10 +76,6 @@ def localisation_table(model, ev, data, split: str = "test", device="cpu") -> pd
 
 def heatmap_figure(model, ev, data, rows: np.ndarray, device="cpu", ncols: int = 3):
     """Images with the pooling attention overlaid and malignant lesions outlined (paper Fig. 4)."""
-    import matplotlib.pyplot as plt
-
-    from ..data.layout import read_mask
-
     ds = PreparedDataset(data)
     w, _, score = attention_maps(model, ev, rows, device)
     n = len(rows)
@@ -100,8 +101,6 @@ def heatmap_figure(model, ev, data, rows: np.ndarray, device="cpu", ncols: int =
 def localisation_summary(loc: pd.DataFrame) -> dict:
     """Mean attention on lesion cells against chance over images, with a one-sided Wilcoxon signed-rank test of
     ``attention_on_lesion > chance`` (paired by image)."""
-    from scipy.stats import wilcoxon
-
     diff = (loc.attention_on_lesion - loc.chance).to_numpy()
     p = float(wilcoxon(diff, alternative="greater").pvalue) if len(diff) and np.any(diff != 0) else float("nan")
     return {"images": int(len(loc)), "attention_on_lesion": float(loc.attention_on_lesion.mean()),
@@ -110,22 +109,14 @@ def localisation_summary(loc: pd.DataFrame) -> dict:
             "pointing_hit_rate": float(loc.pointing_hit.mean()), "wilcoxon_p": p}
 
 
-def report(data, linear_out, out, checkpoint=None, split: str = "test", show: int = 6, device="cpu") -> dict:
+def report(data, linear_out, out, split: str = "test", show: int = 6, device="cpu") -> dict:
     """Heatmaps and localisation of a MIP (or SA) classifier: a linear evaluation, finetuning or supervised run in
-    ``linear_out`` (:func:`~mammossl_core.evaluate.load_classifier`). Writes ``heatmaps.png`` and, where the dataset has lesion masks, ``localisation.csv`` and
-    ``localisation.json`` into ``out``. ``checkpoint`` defaults to the one recorded in ``result.json``."""
-    import json
-    from pathlib import Path
-
-    from ..data.layout import write_csv, write_json
-    from ..evaluate import load_classifier, load_eval_data
-
+    ``linear_out`` (:func:`~mammossl_core.loading.classifier`). Writes ``heatmaps.png`` and, where the dataset has
+    lesion masks, ``localisation.csv`` and ``localisation.json`` into ``out``."""
     saved = json.loads((Path(linear_out) / "result.json").read_text())
     if saved["pooling"] == "gap":
         raise ValueError(f"{linear_out}: GAP has no attention weights; use a MIP or SA linear evaluation")
-    if checkpoint is None and saved.get("checkpoint") not in (None, "None") and saved["protocol"] == "linear":
-        checkpoint = saved["checkpoint"]
-    model = load_classifier(checkpoint, linear_out, device=device)
+    model = classifier(linear_out, device=device)
     ev = load_eval_data(data)
     t = ev.table
     out = Path(out)

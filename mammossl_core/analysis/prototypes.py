@@ -3,35 +3,38 @@ project embeddings and prototypes with UMAP, show the patches nearest each proto
 annotated classes spread over the prototypes."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .. import checkpoint as ck
+from ..config import resolve
+from ..data.layout import PreparedDataset
+from ..data.patches import CLASSES, AnnotatedPatches
+from ..data.tiles import ImageStore, TileDataset
+from ..io import write_csv
+from ..loading import load_method, profile_of
 
 
 def load_swav(path, device="cpu"):
-    """A SwAV model from a pretraining checkpoint (its own configuration)."""
-    from ..config import PretrainConfig
-    from ..ssl.swav import SwAV
-
-    state = ck.load(path, method="swav")
-    cfg = PretrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in state["config"].items()})
-    model = SwAV(cfg)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
+    """The SwAV model of a pretraining checkpoint or run directory (:func:`~mammossl_core.loading.load_method`)."""
+    return load_method(path, method="swav", device=device)[0]
 
 
 @torch.no_grad()
 def assign(model, x: torch.Tensor, batch: int = 512, device="cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Normalised projections ``(N, d)`` and soft prototype assignments ``(N, P)`` of patches ``(N, 1, p, p)``."""
+    """:meth:`SwAV.assign <mammossl_core.ssl.swav.SwAV.assign>` of patches ``(N, 1, p, p)`` in batches:
+    normalised projections ``(N, d)`` and soft prototype assignments ``(N, P)``."""
+    model.eval()
     zs, qs = [], []
     for s in range(0, len(x), batch):
-        v = x[s:s + batch].to(device).expand(-1, 3, -1, -1)
-        z = F.normalize(model.projection(model.backbone(v)), dim=1)
+        z, q = model.assign(x[s:s + batch].to(device).expand(-1, 3, -1, -1))
         zs.append(z.cpu())
-        qs.append(torch.softmax(model.prototypes(z) / model.cfg.swav_temperature, 1).cpu())
+        qs.append(q.cpu())
     return torch.cat(zs).numpy(), torch.cat(qs).numpy()
 
 
@@ -42,7 +45,7 @@ def prototype_vectors(model) -> np.ndarray:
 
 def umap_projection(z: np.ndarray, protos: np.ndarray, seed: int = 0, n_neighbors: int = 15):
     """2-D UMAP fitted on the embeddings; prototypes mapped with the same projection (paper Fig. 6A)."""
-    import umap
+    import umap  # deliberately lazy: umap-learn compiles with numba on import (seconds), only this needs it
 
     reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(z) - 1), random_state=seed, n_jobs=1)
     e2 = reducer.fit_transform(z)
@@ -67,18 +70,14 @@ def enrichment(assignments: np.ndarray, classes: np.ndarray, class_names) -> pd.
 
 
 def tile_sample(data, tile: int, n: int, seed: int = 0) -> torch.Tensor:
-    """``n`` tiled patches of side ``tile`` drawn without replacement (seeded) from the tile store of ``data``."""
-    from ..data.tiles import TileDataset, TileStore
-
-    tiles = TileDataset(TileStore(data), tile)
+    """``n`` tiled patches of side ``tile`` drawn without replacement (seeded) from the image store of ``data``."""
+    tiles = TileDataset(ImageStore(data), tile)
     n = min(n, len(tiles))
     return tiles[np.sort(np.random.default_rng(seed).choice(len(tiles), n, replace=False))]
 
 
 def umap_figure(e2: np.ndarray, p2: np.ndarray, hard: np.ndarray):
     """Embeddings coloured by their prototype, prototypes in black and numbered (paper Fig. 6A)."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.scatter(e2[:, 0], e2[:, 1], c=hard, cmap="tab20", s=3)
     ax.scatter(p2[:, 0], p2[:, 1], c="black", s=25)
@@ -91,8 +90,6 @@ def umap_figure(e2: np.ndarray, p2: np.ndarray, hard: np.ndarray):
 
 def nearest_figure(x: torch.Tensor, near: np.ndarray):
     """One row per prototype with its nearest patches (paper Fig. 6B)."""
-    import matplotlib.pyplot as plt
-
     P, k = near.shape
     fig, axes = plt.subplots(P, k, figsize=(k, P * 1.0), squeeze=False)
     for i in range(P):
@@ -106,8 +103,6 @@ def nearest_figure(x: torch.Tensor, near: np.ndarray):
 
 def class_figure(q: np.ndarray, classes: np.ndarray, class_names):
     """Class distribution over prototypes (Supp. Fig. 4) and prototypes per class (Supp. Fig. 5)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
 
     enr = enrichment(q, classes, class_names)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -121,31 +116,21 @@ def class_figure(q: np.ndarray, classes: np.ndarray, class_names):
     return fig
 
 
-def annotated_assignments(model, data, profile, seed: int = 0, device="cpu"):
+def annotated_assignments(model, data, profile, device="cpu"):
     """Prototype assignments of the annotated patch set, resized to the pretraining tile size: ``(q, classes)``."""
-    from ..config import get_profile
-    from ..data.patches import AnnotatedPatches, build_annotated_patches
-
-    prof = get_profile(profile) if isinstance(profile, str) else profile
-    build_annotated_patches(data, prof.data.annotated_patch, seed=seed, progress=False)
+    prof = resolve(profile)
     x, y = AnnotatedPatches(data, prof.data.annotated_patch).tensors()
     x = F.interpolate(x, size=(prof.data.tile_size, prof.data.tile_size), mode="bilinear", antialias=True)
     _, q = assign(model, x, device=device)
     return q, y.numpy()
 
 
-def report(checkpoint, data, out, profile="tiny", tiles: int = 2000, nearest: int = 6, seed: int = 0,
+def report(checkpoint, data, out, profile=None, tiles: int = 2000, nearest: int = 6, seed: int = 0,
            device="cpu") -> dict:
     """The whole prototype analysis of a SwAV checkpoint on ``data``: writes ``umap.png``, ``nearest.png``,
     ``assignments.csv`` (tile sample), and, where the dataset has lesions, ``enrichment.csv`` and ``classes.png``
     into ``out``."""
-    from pathlib import Path
-
-    from ..config import get_profile
-    from ..data.layout import PreparedDataset, write_csv
-    from ..data.patches import CLASSES
-
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = resolve(profile or profile_of(checkpoint))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_swav(checkpoint, device)
@@ -159,7 +144,7 @@ def report(checkpoint, data, out, profile="tiny", tiles: int = 2000, nearest: in
     res = {"checkpoint": str(checkpoint), "tiles": int(len(x)), "prototypes": int(len(protos)),
            "used_prototypes": int(len(np.unique(q.argmax(1))))}
     if len(PreparedDataset(data).lesions):
-        qa, ya = annotated_assignments(model, data, prof, seed, device)
+        qa, ya = annotated_assignments(model, data, prof, device)
         write_csv(out / "enrichment.csv", enrichment(qa, ya, CLASSES).reset_index())
         class_figure(qa, ya, CLASSES).savefig(out / "classes.png", dpi=110, bbox_inches="tight")
     return res

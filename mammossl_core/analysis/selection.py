@@ -7,18 +7,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import matplotlib.pyplot as plt
+
 from .. import checkpoint as ck
+from ..evaluate import linear_eval
+from ..io import write_csv
+from ..loading import profile_of
 
 
-def loss_vs_auc(run_dir, data, pooling: str = "gap", profile="tiny", **eval_overrides) -> pd.DataFrame:
+def loss_vs_auc(run_dir, data, pooling: str = "gap", profile=None, **eval_overrides) -> pd.DataFrame:
     """One row per ``epoch_*.pt`` of a run (pretrained with ``keep_epoch_checkpoints``): epoch, validation
     pretraining loss, linear-evaluation validation and test AUC."""
-    from ..evaluate import linear_eval
-
     rows = []
     paths = sorted(Path(run_dir).glob("epoch_*.pt"))
     if not paths:
         raise FileNotFoundError(f"{run_dir}: no epoch_*.pt; pretrain with keep_epoch_checkpoints=True")
+    profile = profile or profile_of(paths[0])
     for p in paths:
         meta = ck.load(p)
         r = linear_eval(data, p, pooling, profile, **eval_overrides)
@@ -34,12 +38,8 @@ def correlation(table: pd.DataFrame) -> float:
     return float(np.corrcoef(table.val_loss, table.val_auc)[0, 1])
 
 
-def report(run_dir, data, out, pooling: str = "gap", profile="tiny", **eval_overrides) -> dict:
+def report(run_dir, data, out, pooling: str = "gap", profile=None, **eval_overrides) -> dict:
     """:func:`loss_vs_auc` of a run written to ``out/loss_vs_auc.csv`` with its plot ``loss_vs_auc.png``."""
-    import matplotlib.pyplot as plt
-
-    from ..data.layout import write_csv
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t = loss_vs_auc(run_dir, data, pooling, profile, **eval_overrides)

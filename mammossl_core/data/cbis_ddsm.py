@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import Profile, get_profile, image_size
+from ..paper import COUNTS
+from ..config import Profile, image_size, resolve
 from .convert import run_jobs, summarise
 from .dicom import find_dicoms
-from .layout import DataError, LAYOUT_VERSION, write_csv, write_json
-from .splits import assign_splits, write_folds
+from .layout import DataError, write_dataset
 
 CONVERTER_VERSION = "1.0"
 CSV_FILES = ("mass_case_description_train_set.csv", "mass_case_description_test_set.csv",
@@ -29,7 +29,6 @@ REQUIRED = ["patient_id", "breast_density", "left_or_right_breast", "image_view"
             "abnormality_type", "pathology", "image_file_path", "cropped_image_file_path", "roi_mask_file_path"]
 SUBJECT = r"(Mass|Calc)-(Training|Test)_P_\d+_(LEFT|RIGHT)_(CC|MLO)(_\d+)?"
 #: the paper's counts (III.A), for the report
-PAPER = {"images": 3119, "patients": 1566, "cancer": 761}
 
 
 def _norm(col: str) -> str:
@@ -65,7 +64,7 @@ def prepare_cbis_ddsm(dicom_root: str | os.PathLike, csv_dir: str | os.PathLike,
 
     Raises :class:`DataError` at once for a wrong ``dicom_root`` or malformed CSVs; files that fail are reported in
     ``out/report.csv`` while the rest goes on (``summary["failed"] > 0``)."""
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = resolve(profile)
     root, csv_dir, out = Path(dicom_root), Path(csv_dir), Path(out)
     if not root.is_dir():
         raise DataError(f"{root}: --dicom-root is not a directory")
@@ -122,20 +121,15 @@ def prepare_cbis_ddsm(dicom_root: str | os.PathLike, csv_dir: str | os.PathLike,
     lesions = lesions[lesions.lesion_id.isin(ok_lesions) & lesions.image_id.isin(ok_images)].reset_index(drop=True)
     if len(images) < 10:
         raise DataError(f"{out}: only {len(images)} image(s) converted; see {out / 'report.csv'}")
-    images["split"] = assign_splits(images, prof.data.split_ratios["ddsm"], seed)
-    write_csv(out / "lesions.csv", lesions)
-    write_folds(out / "folds.csv", images, prof.data.cv_folds, seed)
-    write_csv(out / "images.csv", images)
     summary = {
-        "source": "CBIS-DDSM", "converter_version": CONVERTER_VERSION, "layout_version": LAYOUT_VERSION,
+        "source": "CBIS-DDSM", "converter_version": CONVERTER_VERSION,
         "domain": "ddsm", "profile": prof.name, "seed": seed, "image_size": list(size),
         "dicom_root": str(root), "csv_dir": str(csv_dir),
         "counts": {"images": len(images), "patients": int(images.patient_id.nunique()),
                    "malignant_images": int(images.label.sum()),
                    "malignant_patients": int(images.groupby("patient_id").label.max().sum()),
-                   "lesions": len(lesions), "splits": images.split.value_counts().sort_index().to_dict(),
-                   "csv_images": int(desc.image_id.nunique()), "dropped_images": len(dropped)},
-        "paper_counts": PAPER,
+                   "lesions": len(lesions), "csv_images": int(desc.image_id.nunique()), "dropped_images": len(dropped)},
+        "paper_counts": COUNTS["CBIS-DDSM"],
         "difference_note": (
             "The four TCIA CSVs list 3103 full-mammogram files of 1566 patients (mass and calcification cases of the "
             "same breast and view are separate files); the paper reports 3119 images. Images whose DICOM failed "
@@ -143,5 +137,4 @@ def prepare_cbis_ddsm(dicom_root: str | os.PathLike, csv_dir: str | os.PathLike,
         "orientation": "breast on the left, chest wall at column 0 (images with the breast on the right are flipped)",
         **counts,
     }
-    write_json(out / "dataset.json", summary)
-    return summary
+    return write_dataset(out, images, lesions, summary, prof.data.split_ratios["ddsm"], prof.data.cv_folds, seed)

@@ -17,15 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import Profile, get_profile, image_size
+from ..paper import COUNTS
+from ..config import Profile, image_size, resolve
 from .convert import run_jobs, summarise
 from .dicom import DicomError, find_dicoms, laterality_and_view, read_header
-from .layout import LESION_COLUMNS, LAYOUT_VERSION, DataError, write_csv, write_json
-from .splits import assign_splits, write_folds
+from .layout import LESION_COLUMNS, DataError, write_dataset
 
 CONVERTER_VERSION = "1.0"
 SUBJECT = r"D\d-\d{4}"
-PAPER = {"images": 3728, "patients": 1775}
 
 
 def read_clinical(path: str | os.PathLike) -> pd.DataFrame:
@@ -55,7 +54,7 @@ def prepare_cmmd(dicom_root: str | os.PathLike, clinical: str | os.PathLike, out
                  profile: str | Profile = "paper", seed: int = 0, keep_unlabeled: bool = False,
                  workers: int | None = None) -> dict:
     """Convert a CMMD download into a prepared dataset in ``out``; returns the summary (also in dataset.json)."""
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = resolve(profile)
     root, out = Path(dicom_root), Path(out)
     if not root.is_dir():
         raise DataError(f"{root}: --dicom-root is not a directory")
@@ -99,21 +98,15 @@ def prepare_cmmd(dicom_root: str | os.PathLike, clinical: str | os.PathLike, out
     if labelled.patient_id.nunique() < 5:
         raise DataError(f"{out}: only {labelled.patient_id.nunique()} labelled patient(s) converted; "
                         f"see {out / 'report.csv'}")
-    labelled["split"] = assign_splits(labelled, prof.data.split_ratios["cmmd"], seed)
-    images["split"] = images.image_id.map(labelled.set_index("image_id").split).fillna("unlabeled")
-    write_csv(out / "lesions.csv", pd.DataFrame(columns=LESION_COLUMNS))
-    write_folds(out / "folds.csv", labelled, prof.data.cv_folds, seed)
-    write_csv(out / "images.csv", images)
     named = table[table.ID1.isin(index)]
     summary = {
-        "source": "CMMD", "converter_version": CONVERTER_VERSION, "layout_version": LAYOUT_VERSION,
+        "source": "CMMD", "converter_version": CONVERTER_VERSION,
         "domain": "cmmd", "profile": prof.name, "seed": seed, "image_size": list(size), "dicom_root": str(root),
         "clinical": str(clinical), "keep_unlabeled": keep_unlabeled,
         "counts": {"images": int((images.label >= 0).sum()), "patients": int(labelled.patient_id.nunique()),
                    "malignant_images": int((images.label == 1).sum()), "unlabeled_images": int((images.label < 0).sum()),
-                   "splits": images.split.value_counts().sort_index().to_dict(),
                    "breasts_named_in_table": len(named)},
-        "paper_counts": PAPER,
+        "paper_counts": COUNTS["CMMD"],
         "difference_note": (
             "Labels exist for the breasts the clinical table names (1872 breasts of 1775 patients, 2 images each in "
             "the table's 'number' column: 3744 images); the paper reports 3728. Images of breasts the table does not "
@@ -121,5 +114,5 @@ def prepare_cmmd(dicom_root: str | os.PathLike, clinical: str | os.PathLike, out
         "orientation": "breast on the left, chest wall at column 0 (images with the breast on the right are flipped)",
         **counts,
     }
-    write_json(out / "dataset.json", summary)
-    return summary
+    return write_dataset(out, images, pd.DataFrame(columns=LESION_COLUMNS), summary, prof.data.split_ratios["cmmd"],
+                         prof.data.cv_folds, seed)

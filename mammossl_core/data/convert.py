@@ -12,7 +12,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .dicom import DicomError, is_binary_mask, needs_flip, read_dicom, resize16, resize_mask
-from .layout import DataError, read_mask, read_png16, write_csv, write_mask, write_png16
+from .layout import DataError, read_mask, read_png16, write_mask, write_png16
+from ..io import write_csv
 
 
 def _done(out: Path, job: dict) -> bool:

@@ -12,16 +12,16 @@ Every file is written under a temporary name and renamed, so a failure never lea
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from ..io import atomic_path, write_csv, write_json
+from .splits import assign_splits, write_folds
 
 IMAGE_COLUMNS = ["image_id", "patient_id", "laterality", "view", "label", "path", "split"]
 LESION_COLUMNS = ["image_id", "lesion_id", "kind", "pathology", "mask_path"]
@@ -30,25 +30,6 @@ LAYOUT_VERSION = 1
 
 class DataError(ValueError):
     """A data file is missing, unreadable or not in the expected format; the message names the file."""
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_png16(path: str | os.PathLike, img: np.ndarray) -> None:
@@ -106,16 +87,6 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return arr > 0
 
 
-def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-
-
-def write_json(path: str | os.PathLike, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
 class PreparedDataset:
     """A prepared dataset directory: validated tables and paths.
 
@@ -165,11 +136,24 @@ class PreparedDataset:
             raise DataError(f"{self.root}: no image {image_id!r} in images.csv")
         return read_png16(self.root / row.iloc[0]["path"])
 
-    def lesion_mask(self, image_id: str) -> np.ndarray | None:
-        """Union of all lesion masks of ``image_id`` (``None`` if it has no lesion)."""
-        rows = self.lesions.loc[self.lesions.image_id == image_id]
-        masks = [read_mask(self.root / p) for p in rows.mask_path]
-        return np.logical_or.reduce(masks) if masks else None
-
     def split(self, name: str) -> pd.DataFrame:
         return self.images.loc[self.images.split == name].reset_index(drop=True)
+
+
+def write_dataset(out: str | os.PathLike, images: pd.DataFrame, lesions: pd.DataFrame, meta: dict,
+                  ratios: tuple[int, int, int], folds: int, seed: int) -> dict:
+    """Finish a prepared dataset, the same way for every source: the patient-level split of the labelled images
+    (``split``; images with label -1 get ``unlabeled``), ``folds.csv``, ``lesions.csv``, ``images.csv``, then
+    ``dataset.json`` (``meta`` plus the layout version and split counts) written last, so that its presence means
+    the dataset is complete. Returns what ``dataset.json`` holds."""
+    out = Path(out)
+    labelled = images[images.label >= 0]
+    images = images.assign(split=images.image_id.map(
+        pd.Series(assign_splits(labelled, ratios, seed).to_numpy(), index=labelled.image_id)).fillna("unlabeled"))
+    write_csv(out / "lesions.csv", lesions if len(lesions.columns) else pd.DataFrame(columns=LESION_COLUMNS))
+    write_folds(out / "folds.csv", images[images.label >= 0], folds, seed)
+    write_csv(out / "images.csv", images)
+    counts = {**meta.get("counts", {}), "splits": images.split.value_counts().sort_index().to_dict()}
+    meta = {**meta, "layout_version": LAYOUT_VERSION, "split_ratios": list(ratios), "counts": counts}
+    write_json(out / "dataset.json", meta)
+    return meta

@@ -13,8 +13,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .layout import DataError, PreparedDataset, atomic_path, read_mask, write_csv
-from .tiles import TileStore
+from .layout import DataError, PreparedDataset, read_mask
+from ..io import atomic_path, write_csv
+from .tiles import ImageStore, build_lock
 
 CLASSES = ("background", "malignant mass", "benign mass", "malignant calcification", "benign calcification")
 
@@ -31,12 +32,21 @@ def _clip_corner(center: int, patch: int, size: int) -> int:
 
 def build_annotated_patches(data_dir: str | os.PathLike, patch: int, seed: int = 0,
                             max_background: float = 0.2, progress: bool = True) -> Path:
-    """Write the annotated patch set of ``data_dir`` at side ``patch``; returns its directory (reused if present)."""
-    ds = PreparedDataset(data_dir)
-    store = TileStore(data_dir)
-    out = ds.root / f"annotated_p{patch}"
-    if (out / "patches.csv").is_file() and (out / "patches.u16").is_file():
+    """Write the annotated patch set of ``data_dir`` at side ``patch``; returns its directory (reused if present,
+    built under a lock against parallel builders). Needs the image store (:meth:`ImageStore.build`)."""
+    out = Path(data_dir) / f"annotated_p{patch}"
+    if (out / "patches.csv").is_file():
         return out
+    with build_lock(data_dir, f"annotated_p{patch}"):
+        if not (out / "patches.csv").is_file():
+            _build_annotated(data_dir, patch, seed, max_background, progress)
+    return out
+
+
+def _build_annotated(data_dir, patch: int, seed: int, max_background: float, progress: bool) -> None:
+    ds = PreparedDataset(data_dir)
+    store = ImageStore(data_dir)
+    out = ds.root / f"annotated_p{patch}"
     n, h, w = store.images.shape
     rng = np.random.default_rng(seed)
     pos = {iid: k for k, iid in enumerate(store.image_ids)}
@@ -79,8 +89,7 @@ def build_annotated_patches(data_dir: str | os.PathLike, patch: int, seed: int =
         arr[:] = np.stack(crops)
         arr.flush()
         del arr
-    write_csv(out / "patches.csv", table)
-    return out
+    write_csv(out / "patches.csv", table)  # written last: its presence means the set is complete
 
 
 class AnnotatedPatches(torch.utils.data.Dataset):
@@ -89,7 +98,8 @@ class AnnotatedPatches(torch.utils.data.Dataset):
     def __init__(self, data_dir: str | os.PathLike, patch: int, split: str | None = None):
         d = Path(data_dir) / f"annotated_p{patch}"
         if not (d / "patches.csv").is_file():
-            raise DataError(f"{d}: no annotated patch set; build it with build_annotated_patches")
+            raise DataError(f"{d}: no annotated patch set of {patch} px; build it with "
+                            f"`mammossl tiles --data {data_dir} --annotated --annotated-size {patch}`")
         table = pd.read_csv(d / "patches.csv", dtype={"image_id": str, "lesion_id": str}, keep_default_na=False)
         arr = np.memmap(d / "patches.u16", dtype=np.uint16, mode="r", shape=(len(table), patch, patch))
         keep = np.ones(len(table), bool) if split is None else (table.split == split).to_numpy()

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from ..io import write_csv
+
 SPLITS = ("train", "val", "test")
 
 
@@ -59,6 +61,5 @@ def kfold_splits(images: pd.DataFrame, k: int = 5, seed: int = 0) -> pd.DataFram
 
 
 def write_folds(path: str | os.PathLike, images: pd.DataFrame, k: int, seed: int) -> None:
-    from .layout import write_csv
 
     write_csv(path, kfold_splits(images, k, seed))

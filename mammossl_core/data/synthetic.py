@@ -28,9 +28,8 @@ import pandas as pd
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from ..config import Profile, get_profile, image_size
-from .layout import LAYOUT_VERSION, write_csv, write_json, write_mask, write_png16
-from .splits import assign_splits, write_folds
+from ..config import Profile, image_size, resolve
+from .layout import write_dataset, write_mask, write_png16
 
 GENERATOR_VERSION = "1.0"
 DENSITY_FRACTION = {"a": 0.12, "b": 0.28, "c": 0.5, "d": 0.72}
@@ -38,16 +37,32 @@ DENSITY_FRACTION = {"a": 0.12, "b": 0.28, "c": 0.5, "d": 0.72}
 
 @dataclass(frozen=True)
 class SynthParams:
-    """Parameters of one synthetic dataset (defaults from :class:`~mammossl_core.config.SynthConfig`)."""
+    """Parameters of one synthetic dataset: the image size of a domain and the generator's settings, all taken
+    from a profile (:meth:`of`), never defaulted here."""
 
     height: int
     width: int
-    domain: str = "ddsm"
-    malignant_fraction: float = 0.4
-    benign_fraction: float = 0.35
-    lesion_contrast: float = 0.06
-    lesion_size: float = 1.0
-    texture_beta: float = 3.0
+    domain: str
+    malignant_fraction: float
+    benign_fraction: float
+    lesion_contrast: float
+    lesion_size: float
+    texture_beta: float
+
+    @classmethod
+    def of(cls, profile: str | Profile | None = None, domain: str = "ddsm", **overrides) -> "SynthParams":
+        """The parameters of ``domain`` at ``profile`` (:class:`~mammossl_core.config.SynthConfig`), with
+        ``overrides`` (e.g. ``lesion_contrast=0.1``); unknown names raise ``ValueError``."""
+        prof = resolve(profile)
+        h, w = image_size(prof, domain)
+        c = prof.synth
+        values = dict(height=h, width=w, domain=domain, malignant_fraction=c.malignant_fraction,
+                      benign_fraction=c.benign_fraction, lesion_contrast=c.lesion_contrast,
+                      lesion_size=c.lesion_size, texture_beta=c.texture_beta)
+        bad = set(overrides) - set(values)
+        if bad:
+            raise ValueError(f"unknown synthetic parameter(s) {sorted(bad)}; known: {sorted(values)}")
+        return cls(**{**values, **overrides})
 
 
 def power_law_noise(shape: tuple[int, int], beta: float, rng: np.random.Generator) -> np.ndarray:
@@ -343,19 +358,9 @@ def synthesize(
 
     >>> synthesize("data/synth", patients=20, seed=0, profile="tiny")  # doctest: +SKIP
     """
-    prof = get_profile(profile) if isinstance(profile, str) else profile
-    h, w = image_size(prof, domain)
-    cfg = prof.synth
-    params = SynthParams(
-        height=h, width=w, domain=domain, malignant_fraction=cfg.malignant_fraction,
-        benign_fraction=cfg.benign_fraction, lesion_contrast=cfg.lesion_contrast,
-        lesion_size=cfg.lesion_size, texture_beta=cfg.texture_beta,
-    )
-    bad = set(overrides) - set(asdict(params))
-    if bad:
-        raise ValueError(f"unknown synthetic parameter(s) {sorted(bad)}; known: {sorted(asdict(params))}")
-    params = SynthParams(**{**asdict(params), **overrides})
-    n = patients if patients is not None else cfg.patients
+    prof = resolve(profile)
+    params = SynthParams.of(prof, domain, **overrides)
+    n = patients if patients is not None else prof.synth.patients
     if n < 10:
         raise ValueError(f"patients={n}: at least 10 patients are needed for a 7:1:2 patient-level split")
     out = Path(out)
@@ -379,21 +384,12 @@ def synthesize(
             bar.update()
     bar.close()
     images = pd.DataFrame(image_rows)
-    ratios = prof.data.split_ratios[domain]
-    images["split"] = assign_splits(images, ratios, seed)
     lesions = pd.DataFrame(lesion_rows, columns=["image_id", "lesion_id", "kind", "pathology", "mask_path",
                                                  "shape", "center_row", "center_col", "area_px"])
-    write_csv(out / "lesions.csv", lesions)
-    write_folds(out / "folds.csv", images, prof.data.cv_folds, seed)
-    write_csv(out / "images.csv", images)
-    write_json(out / "dataset.json", {
-        "source": "synthetic", "generator_version": GENERATOR_VERSION, "layout_version": LAYOUT_VERSION,
-        "domain": domain, "profile": prof.name, "seed": seed, "patients": n,
-        "parameters": asdict(params), "split_ratios": list(ratios),
-        "counts": {
-            "images": len(images), "malignant_images": int(images.label.sum()), "lesions": len(lesions),
-            "splits": images.split.value_counts().sort_index().to_dict(),
-        },
+    write_dataset(out, images, lesions, {
+        "source": "synthetic", "generator_version": GENERATOR_VERSION,
+        "domain": domain, "profile": prof.name, "seed": seed, "patients": n, "parameters": asdict(params),
+        "counts": {"images": len(images), "malignant_images": int(images.label.sum()), "lesions": len(lesions)},
         "orientation": "breast on the left, chest wall at column 0",
-    })
+    }, prof.data.split_ratios[domain], prof.data.cv_folds, seed)
     return out

@@ -1,12 +1,18 @@
 """Tiled patches (paper section III.C): a grid over each whole image, background-heavy tiles dropped.
 
 Patches are not written as files. Every whole image of a prepared dataset is copied once into a
-memory-mapped 16-bit store (``DIR/tiles/store.u16``, shape ``(N, H, W)``) next to its breast mask
-(``DIR/tiles/masks.u8``); a tiling is an index of ``(image, row, col)`` triples
-(``DIR/tiles/index_p<P>_o<overlap>_b<background>.npz``) from which a DataLoader samples crops.
+memory-mapped 16-bit image store (``DIR/store/images.u16``, shape ``(N, H, W)``) next to its breast mask
+(``DIR/store/masks.u8``); a tiling is an index of ``(image, row, col)`` triples
+(``DIR/store/index_p<P>_o<overlap>_b<background>.npy``) from which a DataLoader samples crops.
+
+One owner writes these files: :meth:`ImageStore.build` (``mammossl tiles``, or the book's dataset step), guarded by
+a lock against parallel builders. Everything else opens them read-only, so a prepared dataset on a read-only share
+works for pretraining, evaluation and the analyses once it has been built.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import multiprocessing as mp
 import os
@@ -19,9 +25,24 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 from tqdm.auto import tqdm
 
-from .layout import DataError, PreparedDataset, atomic_path, read_png16, write_json
+from .layout import DataError, PreparedDataset, read_png16
+from ..io import atomic_path, write_json
 
-STORE_VERSION = 1
+STORE_VERSION = 2
+STORE_DIR = "store"
+
+
+@contextlib.contextmanager
+def build_lock(data_dir: str | os.PathLike, name: str):
+    """Hold an exclusive lock on ``DIR/.<name>.lock`` while a data product of ``DIR`` is built, so that parallel
+    builders (several notebooks, ``torchrun`` ranks, CI jobs) wait for the first one instead of racing it."""
+    path = Path(data_dir) / f".{name}.lock"
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def breast_mask(img: np.ndarray) -> np.ndarray:
@@ -83,33 +104,58 @@ def _load_with_mask(path: str):
     return img, breast_mask(img).astype(np.uint8), None
 
 
-class TileStore:
-    """Memory-mapped 16-bit store of a prepared dataset's whole images and breast masks."""
+class ImageStore:
+    """Memory-mapped 16-bit store of a prepared dataset's whole images and breast masks (opened read-only)."""
 
     def __init__(self, data_dir: str | os.PathLike):
-        self.dir = Path(data_dir) / "tiles"
+        self.dir = Path(data_dir) / STORE_DIR
         meta_path = self.dir / "store.json"
         if not meta_path.is_file():
-            raise DataError(f"{meta_path}: no tile store; run `mammossl tiles --data {data_dir}` first")
+            raise DataError(f"{meta_path}: no image store; build it with `mammossl tiles --data {data_dir}`")
         self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("version") != STORE_VERSION:
+            raise DataError(f"{meta_path}: image store of another version; rebuild it with "
+                            f"`mammossl tiles --data {data_dir}`")
         shape = tuple(self.meta["shape"])
-        self.images = np.memmap(self.dir / "store.u16", dtype=np.uint16, mode="r", shape=shape)
+        self.images = np.memmap(self.dir / "images.u16", dtype=np.uint16, mode="r", shape=shape)
         self.masks = np.memmap(self.dir / "masks.u8", dtype=np.uint8, mode="r", shape=shape)
         self.image_ids: list[str] = self.meta["image_ids"]
 
-    @classmethod
-    def build(cls, data_dir: str | os.PathLike, progress: bool = True) -> tuple["TileStore", list[dict]]:
-        """Copy every readable image of ``data_dir`` into the store; returns (store, per-file failures).
+    @staticmethod
+    def up_to_date(data_dir: str | os.PathLike) -> bool:
+        """Whether ``data_dir`` has a store of this version holding exactly the images of ``images.csv``."""
+        meta_path = Path(data_dir) / STORE_DIR / "store.json"
+        if not meta_path.is_file():
+            return False
+        meta = json.loads(meta_path.read_text())
+        return meta.get("version") == STORE_VERSION and meta.get("source_images") == list(
+            PreparedDataset(data_dir).images.image_id)
 
-        An unreadable image is reported and left out; the rest goes on. Reuses an up-to-date store.
+    @classmethod
+    def build(cls, data_dir: str | os.PathLike, progress: bool = True,
+              tilings: tuple[tuple[int, float, float], ...] = ()) -> tuple["ImageStore", list[dict]]:
+        """Copy every readable image of ``data_dir`` into the store and write the tile index of each
+        ``(patch, overlap, max_background)`` in ``tilings``; returns (store, per-file failures).
+
+        An unreadable image is reported and left out; the rest goes on. An up-to-date store is reused (and nothing is
+        written to a dataset whose products all exist, so a read-only copy works).
         """
+        PreparedDataset(data_dir)  # a clear error for a wrong directory, before any lock file is made
+        if not cls.up_to_date(data_dir) or not all(cls(data_dir)._index_path(*t).is_file() for t in tilings):
+            with build_lock(data_dir, "store"):
+                if not cls.up_to_date(data_dir):
+                    cls._build(data_dir, progress)
+                store = cls(data_dir)
+                for t in tilings:
+                    store.index(*t, write=True)
+        store = cls(data_dir)
+        return store, store.meta.get("failures", [])
+
+    @classmethod
+    def _build(cls, data_dir: str | os.PathLike, progress: bool) -> None:
         ds = PreparedDataset(data_dir)
-        out = Path(data_dir) / "tiles"
+        out = Path(data_dir) / STORE_DIR
         meta_path = out / "store.json"
-        if meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
-            if meta.get("version") == STORE_VERSION and meta.get("source_images") == list(ds.images.image_id):
-                return cls(data_dir), meta.get("failures", [])
         out.mkdir(parents=True, exist_ok=True)
         first = None
         failures: list[dict] = []
@@ -118,7 +164,7 @@ class TileStore:
         if n == 0:
             raise DataError(f"{ds.root / 'images.csv'}: no images")
         h = w = None
-        with atomic_path(out / "store.u16") as tmp_img, atomic_path(out / "masks.u8") as tmp_mask:
+        with atomic_path(out / "images.u16") as tmp_img, atomic_path(out / "masks.u8") as tmp_mask:
             imgs = masks = None
             paths = [str(ds.root / p) for p in ds.images.path]
             workers = max(1, min(os.cpu_count() or 1, 16, n))
@@ -159,11 +205,14 @@ class TileStore:
             "version": STORE_VERSION, "shape": [len(ok_ids), h, w], "image_ids": ok_ids,
             "source_images": list(ds.images.image_id), "failures": failures,
         })
-        return cls(data_dir), failures
 
-    def index(self, patch: int, overlap: float = 0.5, max_background: float = 0.2) -> np.ndarray:
-        """Tile index for one tiling: structured array of ``(image, row, col, background)``; cached on disk."""
-        path = self.dir / f"index_p{patch}_o{int(round(overlap * 100))}_b{int(round(max_background * 100))}.npy"
+    def _index_path(self, patch: int, overlap: float = 0.5, max_background: float = 0.2) -> Path:
+        return self.dir / f"index_p{patch}_o{int(round(overlap * 100))}_b{int(round(max_background * 100))}.npy"
+
+    def index(self, patch: int, overlap: float = 0.5, max_background: float = 0.2, write: bool = False) -> np.ndarray:
+        """Tile index for one tiling: structured array of ``(image, row, col, background)``. Read from the store
+        when :meth:`build` wrote it, else computed in memory (``write=True``: the builder writes it)."""
+        path = self._index_path(patch, overlap, max_background)
         if path.is_file():
             return np.load(path)
         n, h, w = self.images.shape
@@ -176,9 +225,10 @@ class TileStore:
             rec["image"], rec["row"], rec["col"], rec["background"] = k, rows[ri], cols[ci], bg[ri, ci]
             parts.append(rec)
         idx = np.concatenate(parts) if parts else np.empty(0, TILE_DTYPE)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, idx)
+        if write:
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, idx)
         return idx
 
     def crops(self, index: np.ndarray, patch: int) -> np.ndarray:
@@ -197,10 +247,10 @@ class TileDataset(torch.utils.data.Dataset):
     """Tiles of some images of a store, as float tensors ``(1, P, P)`` in [0, 1] (16-bit precision kept).
 
     ``image_ids`` restricts the tiles to a subset (e.g. the training split). Indexing with a list of
-    positions returns a whole batch in one call, which is how :func:`tile_loader` samples.
+    positions returns a whole batch in one call, which is how the trainer's sampler reads.
     """
 
-    store: TileStore
+    store: ImageStore
     patch: int
     overlap: float = 0.5
     max_background: float = 0.2
@@ -220,12 +270,3 @@ class TileDataset(torch.utils.data.Dataset):
         sel = self.tiles[np.atleast_1d(i)]
         x = torch.from_numpy(self.store.crops(sel, self.patch).astype(np.float32) / 65535.0).unsqueeze(1)
         return x if not np.isscalar(i) else x[0]
-
-
-def tile_loader(dataset: TileDataset, batch_size: int, seed: int = 0, shuffle: bool = True,
-                drop_last: bool = True, num_workers: int = 0, epoch: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader that reads whole batches from the store (one ``__getitem__`` per batch)."""
-    g = torch.Generator().manual_seed(seed * 100003 + epoch)
-    base = torch.utils.data.RandomSampler(dataset, generator=g) if shuffle else range(len(dataset))
-    sampler = torch.utils.data.BatchSampler(base, batch_size, drop_last)
-    return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers)

@@ -3,6 +3,10 @@
 A method maps a list of augmented views to a scalar loss (:meth:`SSLMethod.forward`) and may update internal
 state after the optimiser step (:meth:`SSLMethod.after_step`, e.g. BYOL's momentum encoder). The trainer in
 :mod:`mammossl_core.pretrain` owns everything else (data, augmentation, optimiser, DDP, checkpoints).
+
+After pretraining a method hands out the two encoders that evaluation uses: :meth:`SSLMethod.grid_encoder`
+(whole images to a grid of embeddings, paper II.B) and :meth:`SSLMethod.patch_encoder` (a patch to one embedding,
+paper IV). Methods whose encoder is not a CNN trunk (ViT-MAE) override both.
 """
 from __future__ import annotations
 
@@ -32,6 +36,10 @@ class SSLMethod(nn.Module):
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step."""
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Embedding used by downstream evaluation: the pooled backbone output."""
-        return self.backbone(x)
+    def grid_encoder(self) -> tuple[nn.Module, int]:
+        """``(B, 3, H, W) -> (B, m, r, c)`` and ``m``: the fully-convolutional trunk (paper II.B)."""
+        return self.backbone.trunk, self.backbone.dim
+
+    def patch_encoder(self) -> nn.Module:
+        """``(B, 3, p, p) -> (B, m)``: the pooled backbone, as during pretraining (Table 1)."""
+        return self.backbone

@@ -1,4 +1,4 @@
-"""ViT-MAE on whole images (paper II.A, V.B): mask 75% of the patch tokens and reconstruct their pixels."""
+"""ViT-MAE (paper II.A, V.B): mask 75% of the patch tokens and reconstruct their pixels."""
 from __future__ import annotations
 
 import torch
@@ -6,23 +6,47 @@ import torch.nn.functional as F
 from lightly.models import utils
 from lightly.models.modules import MAEDecoder, MaskedVisionTransformerTorchvision
 from torch import nn
-from torchvision.models.vision_transformer import VisionTransformer, vit_b_16
+from torchvision.models.vision_transformer import VisionTransformer
 
 from .base import SSLMethod
 
 
-def build_vit(encoder: str, image_size: int, patch: int) -> VisionTransformer:
-    """ViT-B/16 for the paper profile, a 2-layer ViT for the tiny profile (no weights downloaded)."""
-    if encoder == "tiny":
-        return VisionTransformer(image_size=image_size, patch_size=patch, num_layers=2, num_heads=2,
-                                 hidden_dim=64, mlp_dim=128)
-    return vit_b_16(weights=None, image_size=image_size)
+def build_vit(cfg) -> VisionTransformer:
+    """A torchvision ViT of the configured size (ViT-B/16 at the paper profile; no weights downloaded)."""
+    return VisionTransformer(image_size=cfg.mae_image_size, patch_size=cfg.mae_patch, num_layers=cfg.mae_layers,
+                             num_heads=cfg.mae_heads, hidden_dim=cfg.mae_hidden, mlp_dim=cfg.mae_mlp)
+
+
+class ViTGrid(nn.Module):
+    """A ViT-MAE encoder as a grid encoder: the image resized to the ViT's square, its patch tokens (class token
+    dropped) as the ``g x g`` grid, ``g = image_size / patch``."""
+
+    def __init__(self, vit: MaskedVisionTransformerTorchvision, image_size: int, patch: int):
+        super().__init__()
+        self.vit, self.size, self.patch = vit, image_size, patch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
+        tokens = self.vit.encode(images=x)[:, 1:]
+        g = self.size // self.patch
+        return tokens.transpose(1, 2).reshape(len(x), -1, g, g)
+
+
+class _MeanToken(nn.Module):
+    """The mean patch token of :class:`ViTGrid`: ``(B, 3, p, p) -> (B, m)``."""
+
+    def __init__(self, grid: ViTGrid):
+        super().__init__()
+        self.grid = grid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.grid(x).mean((2, 3))
 
 
 class MAE(SSLMethod):
     """lightly's masked ViT (torchvision) encoder + MAE decoder; loss: MSE on the masked patches' pixels.
 
-    Whole images are resized to a square of ``mae_image_size`` pixels (ViT needs a fixed token grid).
+    Images are resized to a square of ``mae_image_size`` pixels (ViT needs a fixed token grid).
     Reference: He et al., "Masked Autoencoders Are Scalable Vision Learners", 2021.
     """
 
@@ -32,17 +56,16 @@ class MAE(SSLMethod):
     def __init__(self, cfg, encoder=None):
         nn.Module.__init__(self)
         self.cfg = cfg
-        enc = encoder or cfg.encoder
-        vit = build_vit("tiny" if enc == "tiny" else "vit_b_16", cfg.mae_image_size, cfg.mae_patch)
+        vit = build_vit(cfg)
         self.backbone = MaskedVisionTransformerTorchvision(vit=vit)
         self.backbone.dim = vit.hidden_dim
         self.patch = cfg.mae_patch
         self.seq_length = vit.seq_length
-        dec_dim = 64 if enc == "tiny" else 512
-        self.decoder = MAEDecoder(seq_length=vit.seq_length, num_layers=1, num_heads=2 if enc == "tiny" else 16,
-                                  embed_input_dim=vit.hidden_dim, hidden_dim=dec_dim, mlp_dim=dec_dim * 4,
+        self.decoder = MAEDecoder(seq_length=vit.seq_length, num_layers=cfg.mae_decoder_layers,
+                                  num_heads=cfg.mae_decoder_heads, embed_input_dim=vit.hidden_dim,
+                                  hidden_dim=cfg.mae_decoder_dim, mlp_dim=cfg.mae_decoder_dim * 4,
                                   out_dim=cfg.mae_patch**2 * 3)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, dec_dim))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.mae_decoder_dim))
         self.mask_ratio = cfg.mae_mask_ratio
 
     def forward(self, views, step=0):
@@ -59,5 +82,8 @@ class MAE(SSLMethod):
         target = utils.get_at_index(utils.patchify(images, self.patch), idx_mask - 1)
         return F.mse_loss(pred, target)
 
-    def embed(self, x):
-        return self.backbone.encode(images=x).mean(1)
+    def grid_encoder(self):
+        return ViTGrid(self.backbone, self.cfg.mae_image_size, self.cfg.mae_patch), self.backbone.dim
+
+    def patch_encoder(self):
+        return _MeanToken(self.grid_encoder()[0])

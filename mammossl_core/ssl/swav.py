@@ -47,7 +47,8 @@ class SwAV(SSLMethod):
                 self.queue_filled += len(z[0])
         return self.criterion(logits, [], queue_logits)
 
-    def assign(self, x: torch.Tensor) -> torch.Tensor:
-        """Soft prototype assignment (softmax of prototype scores / temperature) of images ``x`` (paper V.E)."""
+    def assign(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised projections ``(B, d)`` and soft prototype assignments ``(B, P)`` (softmax of the prototype
+        scores over the temperature) of patches ``x`` ``(B, 3, p, p)`` (paper V.E)."""
         z = F.normalize(self.projection(self.backbone(x)), dim=1)
-        return torch.softmax(self.prototypes(z) / self.cfg.swav_temperature, dim=1)
+        return z, torch.softmax(self.prototypes(z) / self.cfg.swav_temperature, dim=1)

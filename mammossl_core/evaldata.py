@@ -1,0 +1,81 @@
+"""What the evaluation protocols train and score on: the labelled whole images of a prepared dataset, with a
+train/val/test column (the default split or a cross-validation fold), and patient-level label fractions (Fig. 5)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+
+from .data.layout import DataError, PreparedDataset
+from .data.tiles import ImageStore
+
+
+@dataclass
+class EvalData:
+    """Whole images of a prepared dataset (from its image store) with labels and a train/val/test column."""
+
+    root: Path
+    store: ImageStore
+    table: pd.DataFrame  # image_id, patient_id, label, split, pos (row in the store)
+
+    def idx(self, split: str) -> np.ndarray:
+        return np.nonzero((self.table.split == split).to_numpy())[0]
+
+    def images(self, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``(B, 1, H, W)`` in [0, 1] and breast masks ``(B, H, W)`` of table rows ``rows``."""
+        pos = self.table.pos.to_numpy()[rows]
+        order = np.argsort(pos)  # memmap reads in file order, then restore the batch order
+        x = np.asarray(self.store.images[pos[order]], dtype=np.float32)[np.argsort(order)] / 65535.0
+        m = np.asarray(self.store.masks[pos[order]])[np.argsort(order)] > 0
+        return torch.from_numpy(x).unsqueeze(1).to(device), torch.from_numpy(m).to(device)
+
+
+def load_eval_data(data: str | os.PathLike, split: str = "split") -> EvalData:
+    """Whole images of ``data`` with the split column ``split`` (``split`` or a fold of folds.csv: ``fold0``...).
+
+    A dataset without labels (every label -1, e.g. a folder of unlabelled DICOMs) is refused with a
+    :class:`DataError`: it serves pretraining only."""
+    ds = PreparedDataset(data)
+    store = ImageStore(data)
+    table = ds.images[["image_id", "patient_id", "label", "split"]].copy()
+    if split != "split":
+        folds_path = ds.root / "folds.csv"
+        if not folds_path.is_file():
+            raise DataError(f"{folds_path}: no cross-validation folds")
+        folds = pd.read_csv(folds_path, dtype={"image_id": str, "patient_id": str})
+        if split not in folds.columns:
+            raise ValueError(f"{folds_path}: no column {split!r}; have {[c for c in folds.columns if c.startswith('fold')]}")
+        table["split"] = table.image_id.map(folds.set_index("image_id")[split])
+    pos = {iid: k for k, iid in enumerate(store.image_ids)}
+    # unlabelled images (label -1, e.g. CMMD breasts the clinical table does not name) serve pretraining only
+    table = table[table.image_id.isin(pos) & (table.label >= 0) & table.split.isin(["train", "val", "test"])]
+    if table.empty:
+        raise DataError(f"{ds.root / 'images.csv'}: no labelled image in a train/val/test split; an unlabelled "
+                        "dataset serves pretraining only")
+    table = table.reset_index(drop=True)
+    table["pos"] = table.image_id.map(pos)
+    return EvalData(Path(data), store, table)
+
+
+def label_fraction_subset(table: pd.DataFrame, rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A patient-level, label-stratified ``fraction`` of the training rows (paper Fig. 5)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction {fraction} must be in (0, 1]")
+    if fraction == 1:
+        return rows
+    sub = table.iloc[rows]
+    patients = sub.groupby("patient_id").label.max()
+    classes = patients.nunique()
+    # at least one patient of each label, and at least one left out (small datasets)
+    k = min(max(int(np.floor(fraction * len(patients))), classes), len(patients) - classes)
+    if k < classes:
+        raise DataError(f"label fraction {fraction}: {len(patients)} training patients are too few to draw a "
+                        "stratified subset")
+    keep, _ = train_test_split(patients.index.to_numpy(), train_size=k, random_state=seed,
+                               stratify=patients.to_numpy())
+    return rows[sub.patient_id.isin(set(keep)).to_numpy()]

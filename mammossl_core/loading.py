@@ -1,0 +1,97 @@
+"""The one way from a pretraining checkpoint (or run directory) or an evaluation directory to a model.
+
+* :func:`load_method`: the SSL method of a checkpoint, rebuilt from the configuration saved in it;
+* :func:`patch_encoder`: a patch to one embedding (Table 1), for every method;
+* :func:`grid_encoder`: a whole image to a grid of embeddings (paper II.B), pretrained or randomly initialised;
+* :func:`classifier`: the whole-image classifier that an evaluation protocol saved (linear, finetuned, supervised);
+* :func:`profile_of`: the profile a checkpoint was trained at (commands and notebooks default to it).
+
+>>> enc = patch_encoder("runs/byol")              # doctest: +SKIP
+>>> model = classifier("runs/eval/linear-mip")    # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import checkpoint as ck
+from .config import DEFAULT_PROFILE, pretrain_config
+from .encoders import build_trunk
+from .ssl import SSLMethod, build_method
+from .whole_image import WholeImageClassifier
+
+PathLike = str | os.PathLike
+
+
+def checkpoint_path(path: PathLike) -> Path:
+    """A run directory means its ``best.pt`` (``last.pt`` if there is no best yet); a file is itself."""
+    path = Path(path)
+    if path.is_dir():
+        return path / "best.pt" if (path / "best.pt").is_file() else path / "last.pt"
+    return path
+
+
+def load_method(checkpoint: PathLike, method: str | None = None, device="cpu") -> tuple[SSLMethod, dict]:
+    """The pretrained SSL method of ``checkpoint`` in eval mode, and the checkpoint's metadata (method, encoder,
+    profile, step, config)."""
+    state = ck.load(checkpoint_path(checkpoint), method=method)
+    model = build_method(state["method"], pretrain_config(state["config"]))
+    model.load_state_dict(state["model"])
+    meta = {k: v for k, v in state.items() if k not in ("model", "optimizer")}
+    return model.to(device).eval(), meta
+
+
+def profile_of(checkpoint: PathLike | None) -> str:
+    """The name of the profile ``checkpoint`` was trained at (:data:`~mammossl_core.config.DEFAULT_PROFILE` for
+    no checkpoint)."""
+    if checkpoint is None:
+        return DEFAULT_PROFILE
+    return ck.load(checkpoint_path(checkpoint)).get("profile", DEFAULT_PROFILE)
+
+
+def patch_encoder(checkpoint: PathLike, device="cpu") -> nn.Module:
+    """``(B, 3, p, p) -> (B, m)`` of a pretraining checkpoint, in eval mode."""
+    model, _ = load_method(checkpoint, device=device)
+    return model.patch_encoder().to(device).eval()
+
+
+def grid_encoder(checkpoint: PathLike | None = None, encoder: str | None = None,
+                 seed: int = 0) -> tuple[nn.Module, int, dict]:
+    """(grid encoder ``(B, 3, H, W) -> (B, m, r, c)``, ``m``, metadata).
+
+    With a checkpoint, its pretrained encoder (any method); without one, ``encoder`` randomly initialised from
+    ``seed`` (the paper's "random" baseline and the supervised model's start), so the same seed gives the same
+    weights wherever it is rebuilt.
+    """
+    if checkpoint is not None:
+        model, meta = load_method(checkpoint)
+        trunk, m = model.grid_encoder()
+        return trunk, m, meta
+    if encoder is None:
+        raise ValueError("give a checkpoint or an encoder name")
+    torch.manual_seed(seed)
+    trunk, m = build_trunk(encoder)
+    return trunk, m, {"encoder": encoder, "method": "random"}
+
+
+def classifier(eval_dir: PathLike, device="cpu") -> WholeImageClassifier:
+    """The whole-image classifier saved by an evaluation protocol in ``eval_dir`` (its ``result.json`` says which),
+    in eval mode: finetuned and supervised models from ``model.pt`` (every weight); a linear evaluation from its
+    encoder (checkpoint, or the seeded random encoder with its re-estimated statistics) and ``head.pt``."""
+    eval_dir = Path(eval_dir)
+    result_path = eval_dir / "result.json"
+    if not result_path.is_file():
+        raise FileNotFoundError(f"{result_path}: not an evaluation directory (no result.json)")
+    saved = json.loads(result_path.read_text())
+    ckpt = saved.get("checkpoint")
+    ckpt = None if ckpt in (None, "None") else ckpt
+    trunk, m, _ = grid_encoder(ckpt, saved.get("encoder"), saved.get("seed", 0))
+    model = WholeImageClassifier(trunk, m, saved["pooling"], saved.get("mip_hidden", 512))
+    weights = eval_dir / ("model.pt" if (eval_dir / "model.pt").is_file() else "head.pt")
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True),
+                          strict=weights.name == "model.pt")
+    return model.to(device).eval()
