@@ -3,7 +3,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= tiny
-NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-current-env -p no:cacheprovider
 
 .PHONY: book test install browser bench clean
 
@@ -23,14 +22,13 @@ browser:
 book: install
 	$(VENV)/bin/mammossl book all --profile $(PROFILE)
 
-## the whole test suite: unit tests, every notebook at the paper profile (capped), the book (built if needed),
-## nbval re-execution of the chapters, the browser test
+## the whole test suite: unit tests, every notebook at the paper profile (capped), the book (executed once), the
+## regression test of its findings against tests/expected/, the browser test
 test: install browser
 	$(PY) -m pytest -q -m "not book and not paper" tests
 	$(PY) -m pytest -q -m paper --durations=0 tests
 	$(MAKE) book
-	$(PY) -m pytest -q $(NBVAL) book/chapters
-	$(PY) -m pytest -q tests/test_book_browser.py
+	$(PY) -m pytest -q -m book tests
 
 bench: install
 	$(PY) -m mammossl_core.bench

@@ -67,7 +67,8 @@ def pretrained(method: str, data: str | os.PathLike, profile: str | Profile = "t
     prof = resolve(profile, pretrain=overrides)
     run = cache_root() / "runs" / f"{method}-{Path(data).name}-{prof.name}-{key(method=method, profile=prof)}"
     if not (run / "summary.json").is_file():
-        pretrain(method, data, run, prof, resume=True, device=device, progress=False)
+        # the overrides go through as well: explicit choices win over the per-method ones (pretrain.method_config)
+        pretrain(method, data, run, prof, resume=True, device=device, progress=False, **overrides)
     return run
 
 

@@ -16,6 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from . import claims
+from .chapter import dataset_label
+from .config import resolve
+
 
 def _repo() -> Path:
     return Path(os.environ.get("MAMMOSSL_REPO", Path(__file__).resolve().parents[1]))
@@ -40,7 +44,7 @@ def run_notebooks(profile: str = "tiny", params: dict | None = None, only: list[
     out_dir = out_dir or repo / "book" / "chapters"
     failed_dir = repo / "book" / "_failed"
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = {"profile": profile, **(params or {})}
+    params = {"profile": profile, "out_dir": str(out_dir / "results"), **(params or {})}
     records = []
     for src in sorted(src_dir.glob("[0-9][0-9]_*.ipynb")):
         if only and not any(src.stem.startswith(o) for o in only):
@@ -72,7 +76,18 @@ def run_notebooks(profile: str = "tiny", params: dict | None = None, only: list[
         records.append({"notebook": src.name, "status": "executed", "seconds": round(seconds, 1)})
         print(f"[book] {src.name}: {seconds:.0f} s", flush=True)
     (out_dir / "timings.json").write_text(json.dumps(records, indent=2))
+    write_claims_page(Path(params["out_dir"]), out_dir / "claims.md", profile,
+                      dataset_label(params.get("data_dir"), params.get("dataset", "CBIS-DDSM")))
     return records
+
+
+def write_claims_page(results_dir: Path, page: Path, profile: str, dataset: str) -> Path:
+    """The book's page of every chapter's claim checks, recomputed from the saved predictions
+    (:func:`mammossl_core.claims.table`)."""
+    prof = resolve(profile)
+    df = claims.table(claims.load(results_dir), prof.eval.bootstrap)
+    page.write_text(claims.markdown_page(df, profile, dataset))
+    return page
 
 
 def build(book_dir: Path | None = None) -> Path:

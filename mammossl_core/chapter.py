@@ -19,8 +19,9 @@ import seaborn as sns
 import torch
 from IPython.display import display
 
-from . import artefacts
+from . import artefacts, claims
 from .config import Profile, resolve
+from .evaldata import lesion_detector_ceiling
 from .io import cache_root, write_json
 
 
@@ -49,20 +50,52 @@ class Chapter:
     ev_over: dict
     cmmd_dir: str | None = None
     t0: float = field(default_factory=time.perf_counter)
+    _ceiling: float | None = None
+
+    @property
+    def ceiling(self) -> float:
+        """:func:`~mammossl_core.evaldata.lesion_detector_ceiling` of the chapter's test images."""
+        if self._ceiling is None:
+            self._ceiling = lesion_detector_ceiling(self.data)
+        return self._ceiling
 
     def cmmd(self) -> tuple[Path, str]:
         """The CMMD dataset (prepared, or the synthetic digital domain) and its caption label."""
         d = artefacts.dataset(self.cmmd_dir, self.prof, "cmmd", seed=self.seed)
         return d, dataset_label(self.cmmd_dir, "CMMD", "cmmd")
 
-    def caption(self, what: str, encoder: str | None = None) -> str:
+    def caption(self, what: str, encoder: str | None = None, ceiling: bool = False) -> str:
         enc = encoder or self.prof.pretrain.encoder
-        return f"{what}. Data: {self.source}; profile: {self.profile}; encoder: {enc}."
+        text = f"{what}. Data: {self.source}; profile: {self.profile}; encoder: {enc}."
+        if ceiling and self.ceiling == self.ceiling:  # not NaN
+            text += (f" A perfect lesion detector blind to pathology would score {self.ceiling:.3f} AUC on these "
+                     "test images.")
+        return text
 
-    def show(self, table: pd.DataFrame, what: str, encoder: str | None = None, digits: int = 3) -> None:
-        """Display ``table`` without its index, numbers rounded, with a caption naming data, profile and encoder."""
+    def show(self, table: pd.DataFrame, what: str, encoder: str | None = None, digits: int = 3,
+             ceiling: bool = False) -> None:
+        """Display ``table`` without its index, numbers rounded, with a caption naming data, profile and encoder
+        (and, for AUC tables, the lesion-detector ceiling)."""
         styler = table.style.hide(axis="index").format(precision=digits, na_rep="")
-        display(styler.set_caption(self.caption(what, encoder)))
+        display(styler.set_caption(self.caption(what, encoder, ceiling)))
+
+    def claim(self, statement: str, paper: str, a: str, a_run: dict, b: str, b_run: dict, kind: str = "better",
+              margin: float = 0.0, metric: str = "auc") -> dict:
+        """Record a claim of the paper with the runs that test it (result dicts of :mod:`~mammossl_core.artefacts`,
+        whose ``out`` holds ``predictions.csv``, or ``fold*/predictions.csv`` for cross-validation) and return
+        this run's evidence (:func:`mammossl_core.claims.evidence`)."""
+        c = claims.Claim(self.name, statement, paper, a, _predictions(a_run), b, _predictions(b_run), kind, margin,
+                         metric)
+        claims.record(self.out_dir, c)
+        return claims.evidence(c, self.prof.eval.bootstrap, self.seed)
+
+    def show_claims(self) -> pd.DataFrame:
+        """The chapter's claim checks, recomputed from the saved predictions."""
+        mine = [c for c in claims.load(self.out_dir) if c.chapter == self.name]
+        table = claims.table(mine, self.prof.eval.bootstrap, self.seed)
+        if len(table):
+            self.show(table.drop(columns="chapter"), "Claim checks of this chapter (paired bootstrap over patients)")
+        return table
 
     def save(self, name: str, obj: dict | pd.DataFrame) -> Path:
         """Write a result of this chapter to ``out_dir/<chapter>/<name>.json`` (or ``.csv`` for a table)."""
@@ -78,6 +111,14 @@ class Chapter:
 
     def done(self) -> None:
         print(f"wall time: {time.perf_counter() - self.t0:.0f} s")
+
+
+def _predictions(run: dict) -> list[str]:
+    out = Path(run["out"])
+    files = [out / "predictions.csv"] if (out / "predictions.csv").is_file() else sorted(out.glob("fold*/predictions.csv"))
+    if not files:
+        raise FileNotFoundError(f"{out}: no predictions.csv")
+    return [str(f) for f in files]
 
 
 def setup(name: str, profile: str = "tiny", dataset: str = "CBIS-DDSM", data_dir=None, cmmd_dir=None, device=None,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from .data.layout import DataError, PreparedDataset
@@ -60,6 +61,19 @@ def load_eval_data(data: str | os.PathLike, split: str = "split") -> EvalData:
     table = table.reset_index(drop=True)
     table["pos"] = table.image_id.map(pos)
     return EvalData(Path(data), store, table)
+
+
+def lesion_detector_ceiling(data: str | os.PathLike, split: str = "test") -> float:
+    """Test AUC of a perfect lesion detector that cannot tell malignant from benign: it scores 1 on every image
+    with any annotated lesion and 0 elsewhere. Whatever a model learns from "is there a lesion" alone stays below
+    this; only telling malignant from benign lesions goes above it. NaN without lesion annotations (CMMD)."""
+    ds = PreparedDataset(data)
+    if ds.lesions.empty:
+        return float("nan")
+    t = load_eval_data(data).table
+    t = t[t.split == split]
+    has_lesion = t.image_id.isin(set(ds.lesions.image_id)).astype(float)
+    return float(roc_auc_score(t.label, has_lesion)) if t.label.nunique() == 2 else float("nan")
 
 
 def label_fraction_subset(table: pd.DataFrame, rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:

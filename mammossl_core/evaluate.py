@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .config import Profile, resolve
 from .evaldata import EvalData, label_fraction_subset, load_eval_data
-from .features import grid_features, grid_statistics
+from .features import encoder_identity, grid_features, grid_statistics, reestimate_batchnorm
 from .io import write_csv, write_json
 from .loading import grid_encoder
 from .metrics import auc_ci
@@ -39,15 +39,21 @@ def batches(rows: np.ndarray, batch: int, g: torch.Generator | None):
 
 
 def fit(model: torch.nn.Module, loss: Callable, validate: Callable[[], float], params, train: np.ndarray, lr: float,
-        wd: float, epochs: int, batch: int, seed: int, desc: str) -> list[dict]:
-    """Adam on ``loss(rows, g)`` over shuffled batches of ``train``; after each epoch ``validate()`` scores the
-    model and the state with the best validation score is kept (the paper's model selection). Returns the history.
-    """
+        wd: float, epochs: int, batch: int, seed: int, desc: str, train_mode: Callable[[], None] | None = None
+        ) -> list[dict]:
+    """Adam on ``loss(rows, g)`` over shuffled batches of ``train``, with model selection on validation: the
+    starting state is scored first (``epoch`` -1 in the history) and kept unless an epoch beats it; ``validate()``
+    always runs with the model in eval mode. ``train_mode()`` puts the model in its training mode (default
+    ``model.train()``; finetuning keeps batch norm frozen). Returns the history; the model ends in eval mode with
+    the selected state."""
     opt = torch.optim.Adam(params, lr=lr, weight_decay=wd)
     g = torch.Generator().manual_seed(seed)
-    best, best_score, history = copy.deepcopy(model.state_dict()), -np.inf, []
+    model.eval()
+    start = validate()
+    history = [{"epoch": -1, "train_loss": float("nan"), "val": start}]
+    best, best_score = copy.deepcopy(model.state_dict()), (-np.inf if np.isnan(start) else start)
     for epoch in tqdm(range(epochs), desc=desc, leave=False):
-        model.train()
+        (train_mode or model.train)()
         losses = []
         for rows in batches(train, batch, g):
             value = loss(rows, g)
@@ -55,12 +61,23 @@ def fit(model: torch.nn.Module, loss: Callable, validate: Callable[[], float], p
             value.backward()
             opt.step()
             losses.append(float(value.detach()))
+        model.eval()
         score = validate()
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val": score})
         if not np.isnan(score) and score > best_score:
             best_score, best = score, copy.deepcopy(model.state_dict())
     model.load_state_dict(best)
+    model.eval()
     return history
+
+
+def freeze_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Put every batch-norm layer of ``module`` in eval mode: its running statistics are used and never updated
+    (its affine weights still train)."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    return module
 
 
 def _auc(y, s) -> float:
@@ -76,7 +93,8 @@ def _scores(forward, rows: np.ndarray, batch: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _fit_bce(model, forward, ev: EvalData, train, val, params, lr, wd, epochs, batch, seed, desc) -> list[dict]:
+def _fit_bce(model, forward, ev: EvalData, train, val, params, lr, wd, epochs, batch, seed, desc,
+             train_mode=None) -> list[dict]:
     y_all = torch.as_tensor(ev.table.label.to_numpy().copy(), dtype=torch.float32)
     y_val = ev.table.label.to_numpy()[val]
 
@@ -85,20 +103,23 @@ def _fit_bce(model, forward, ev: EvalData, train, val, params, lr, wd, epochs, b
         return F.binary_cross_entropy_with_logits(logits, y_all[rows].to(logits.device))
 
     history = fit(model, loss, lambda: _auc(y_val, _scores(forward, val, batch)), params, train, lr, wd, epochs,
-                  batch, seed, desc)
+                  batch, seed, desc, train_mode)
     return [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_auc": h["val"]} for h in history]
 
 
-def _finish(out: Path | None, ev: EvalData, forward, batch: int, result: dict, history: list[dict], prof: Profile,
-            seed: int) -> dict:
+def _finish(out: Path | None, model, ev: EvalData, forward, batch: int, result: dict, history: list[dict],
+            prof: Profile, seed: int) -> dict:
+    """Score every image with the model in eval mode; write predictions, history and the result."""
+    model.eval()
     rows = np.arange(len(ev.table))
     scores = _scores(forward, rows, batch)
     pred = ev.table[["image_id", "patient_id", "split", "label"]].assign(score=scores)
     test = pred[pred.split == "test"]
-    ci = auc_ci(test.label, test.score, n_boot=prof.eval.bootstrap, seed=seed)
+    ci = auc_ci(test.label, test.score, groups=test.patient_id, n_boot=prof.eval.bootstrap, seed=seed)
     val = pred[pred.split == "val"]
     result.update({"auc": ci.auc, "auc_low": ci.low, "auc_high": ci.high, "n_test": ci.n,
-                   "val_auc": _auc(val.label, val.score), "profile": prof.name, "dataset": str(ev.root), "seed": seed})
+                   "n_test_patients": int(test.patient_id.nunique()), "val_auc": _auc(val.label, val.score),
+                   "profile": prof.name, "dataset": str(ev.root), "seed": seed})
     if out is not None:
         out = Path(out)
         write_csv(out / "predictions.csv", pred)
@@ -116,19 +137,20 @@ def _save(model: WholeImageClassifier, path: Path, with_trunk: bool) -> None:
 
 
 # ----------------------------------------------------------------------------- the protocols
-def linear_eval(data, checkpoint=None, pooling: str = "gap", profile: str | Profile | None = None, out=None,
-                encoder: str | None = None, split: str = "split", label_fraction: float = 1.0, seed: int = 0,
-                device: str = "cpu", cache_dir=None, **overrides) -> dict:
-    """Linear evaluation on whole images (paper V.A-B): frozen encoder, a pooling head and a linear layer trained
-    with Adam (lr 1e-4, weight decay 1e-3, batch 32, 100 epochs at the paper profile). MIP's attention layers are
-    trained with the linear layer. Returns the result dict (test AUC with its bootstrap interval, ...)."""
-    prof = resolve(profile, eval=overrides)
+def _linear_stage(data, checkpoint, pooling, prof: Profile, split, label_fraction, seed, device, cache_dir, encoder,
+                  bn):
+    """Frozen grids, feature standardisation, and pooling + linear layer fitted on them; returns what the
+    protocols need to score or go on (the model holds the real trunk, so finetuning continues from it)."""
     e = prof.eval
     ev = load_eval_data(data, split)
     enc = encoder or (None if checkpoint is not None else prof.pretrain.encoder)
-    feats, masks, m = grid_features(ev, checkpoint, enc, device, cache_dir=cache_dir, seed=seed)
-    torch.manual_seed(seed)
-    trunk, _, _ = grid_encoder(checkpoint, enc, seed)
+    trunk, m, meta = grid_encoder(checkpoint, enc, seed)
+    train = label_fraction_subset(ev.table, ev.idx("train"), label_fraction, seed)
+    if bn == "tiles":
+        reestimate_batchnorm(trunk, data, prof, list(ev.table.image_id.iloc[train]), seed, device)
+    elif bn is not None:
+        raise ValueError(f"bn={bn!r}: use None (the encoder's own statistics) or 'tiles'")
+    feats, masks = grid_features(ev, trunk, encoder_identity(checkpoint, enc, seed, bn), device, cache_dir=cache_dir)
     torch.manual_seed(seed)
     model = WholeImageClassifier(trunk, m, pooling, e.mip_hidden).to(device)
     pos = ev.table.pos.to_numpy()
@@ -138,15 +160,28 @@ def linear_eval(data, checkpoint=None, pooling: str = "gap", profile: str | Prof
         h = torch.from_numpy(np.asarray(feats[p], dtype=np.float32)).permute(0, 3, 1, 2).to(device)
         return model.classify(h, torch.from_numpy(masks[p]).to(device))
 
-    train = label_fraction_subset(ev.table, ev.idx("train"), label_fraction, seed)
     model.norm.fit(*grid_statistics(feats, masks, pos[train]))
     params = list(model.pool.parameters()) + list(model.head.parameters())
     history = _fit_bce(model, forward, ev, train, ev.idx("val"), params, e.linear_lr, e.linear_weight_decay,
                        e.linear_epochs, e.batch_size, seed, f"linear {pooling}")
     result = {"protocol": "linear", "pooling": pooling, "checkpoint": None if checkpoint is None else str(checkpoint),
-              "encoder": enc, "label_fraction": label_fraction, "split": split, "n_train": int(len(train)),
-              "mip_hidden": e.mip_hidden}
-    res = _finish(out, ev, forward, e.batch_size, result, history, prof, seed)
+              "encoder": enc or meta.get("encoder"), "method": meta.get("method"), "bn": bn,
+              "label_fraction": label_fraction, "split": split, "n_train": int(len(train)), "mip_hidden": e.mip_hidden}
+    return model, ev, forward, train, history, result
+
+
+def linear_eval(data, checkpoint=None, pooling: str = "gap", profile: str | Profile | None = None, out=None,
+                encoder: str | None = None, split: str = "split", label_fraction: float = 1.0, seed: int = 0,
+                device: str = "cpu", cache_dir=None, bn: str | None = None, **overrides) -> dict:
+    """Linear evaluation on whole images (paper V.A-B): frozen encoder, a pooling head and a linear layer trained
+    with Adam (lr 1e-4, weight decay 1e-3, batch 32, 100 epochs at the paper profile). MIP's attention layers are
+    trained with the linear layer. Without a checkpoint the encoder is randomly initialised from ``seed``;
+    ``bn="tiles"`` re-estimates its batch-norm statistics on training tiles first (the fair random baseline).
+    Returns the result dict (test AUC with its patient-bootstrap interval, ...)."""
+    prof = resolve(profile, eval=overrides)
+    model, ev, forward, _, history, result = _linear_stage(data, checkpoint, pooling, prof, split, label_fraction,
+                                                           seed, device, cache_dir, encoder, bn)
+    res = _finish(out, model, ev, forward, prof.eval.batch_size, result, history, prof, seed)
     if out is not None:
         _save(model, Path(out) / "head.pt", with_trunk=False)
     return res
@@ -165,26 +200,27 @@ def finetune(data, checkpoint, pooling: str = "gap", profile: str | Profile | No
              split: str = "split", label_fraction: float = 1.0, seed: int = 0, device: str = "cpu", cache_dir=None,
              **overrides) -> dict:
     """Finetuning in two stages (paper V.C): the linear evaluation above (no augmentation), then the whole model
-    unfrozen for 50 epochs at lr 1e-5, weight decay 0.01, with zoom, flips, rotation and brightness augmentation."""
+    unfrozen (50 epochs at lr 1e-5, weight decay 0.01 at the paper profile) with zoom, flips, rotation and
+    brightness augmentation.
+
+    Stage 2 starts from the stage-1 classifier in memory, and its batch-norm layers stay frozen: the feature
+    standardisation and the heads of stage 1 were fitted to features computed with the encoder's own running
+    statistics, and batch statistics of augmented whole images (batches of a few images) would shift them under the
+    heads. The stage-1 state is scored on validation first and kept unless a finetuning epoch beats it."""
     prof = resolve(profile, eval=overrides)
     e = prof.eval
-    stage1 = None if out is None else Path(out) / "linear"
-    linear_eval(data, checkpoint, pooling, prof, stage1, split=split, label_fraction=label_fraction, seed=seed,
-                device=device, cache_dir=cache_dir)
-    ev = load_eval_data(data, split)
-    trunk, m, meta = grid_encoder(checkpoint)
-    torch.manual_seed(seed)
-    model = WholeImageClassifier(trunk, m, pooling, e.mip_hidden).to(device)
-    if stage1 is not None:
-        model.load_state_dict(torch.load(stage1 / "head.pt", weights_only=True), strict=False)
-    train = label_fraction_subset(ev.table, ev.idx("train"), label_fraction, seed)
+    model, ev, lin_forward, train, lin_history, lin_result = _linear_stage(
+        data, checkpoint, pooling, prof, split, label_fraction, seed, device, cache_dir, None, None)
+    if out is not None:
+        stage1 = Path(out) / "linear"
+        _finish(stage1, model, ev, lin_forward, e.batch_size, dict(lin_result), lin_history, prof, seed)
+        _save(model, stage1 / "head.pt", with_trunk=False)
     forward = _full_forward(model, ev, device, augment=True)
     history = _fit_bce(model, forward, ev, train, ev.idx("val"), model.parameters(), e.finetune_lr,
-                       e.finetune_weight_decay, e.finetune_epochs, e.batch_size, seed, f"finetune {pooling}")
-    result = {"protocol": "finetune", "pooling": pooling, "checkpoint": str(checkpoint),
-              "encoder": meta.get("encoder"), "label_fraction": label_fraction, "split": split,
-              "n_train": int(len(train)), "mip_hidden": e.mip_hidden}
-    res = _finish(out, ev, forward, e.batch_size, result, history, prof, seed)
+                       e.finetune_weight_decay, e.finetune_epochs, e.batch_size, seed, f"finetune {pooling}",
+                       train_mode=lambda: freeze_batchnorm(model.train()))
+    result = {**lin_result, "protocol": "finetune", "batchnorm": "frozen (the encoder's running statistics)"}
+    res = _finish(out, model, ev, forward, e.batch_size, result, history, prof, seed)
     if out is not None:  # the whole trained classifier, for heatmaps (analysis.attention) and reuse
         _save(model, Path(out) / "model.pt", with_trunk=True)
     return res
@@ -193,8 +229,8 @@ def finetune(data, checkpoint, pooling: str = "gap", profile: str | Profile | No
 def supervised(data, encoder: str | None = None, pooling: str = "gap", profile: str | Profile | None = None, out=None,
                split: str = "split", label_fraction: float = 1.0, seed: int = 0, device: str = "cpu",
                **overrides) -> dict:
-    """The supervised baseline (paper V.C): the same classifier trained from random initialisation, 200 epochs at
-    lr 1e-4 without weight decay, with the finetuning augmentations."""
+    """The supervised baseline (paper V.C): the same classifier trained from random initialisation (200 epochs at
+    lr 1e-4 without weight decay at the paper profile), with the finetuning augmentations; batch norm trains."""
     prof = resolve(profile, eval=overrides)
     e = prof.eval
     ev = load_eval_data(data, split)
@@ -205,22 +241,24 @@ def supervised(data, encoder: str | None = None, pooling: str = "gap", profile: 
     forward = _full_forward(model, ev, device, augment=True)
     history = _fit_bce(model, forward, ev, train, ev.idx("val"), model.parameters(), e.supervised_lr, 0.0,
                        e.supervised_epochs, e.batch_size, seed, "supervised")
-    result = {"protocol": "supervised", "pooling": pooling, "checkpoint": None, "encoder": enc,
+    result = {"protocol": "supervised", "pooling": pooling, "checkpoint": None, "encoder": enc, "method": "supervised",
               "label_fraction": label_fraction, "split": split, "n_train": int(len(train)),
               "mip_hidden": e.mip_hidden}
-    res = _finish(out, ev, forward, e.batch_size, result, history, prof, seed)
+    res = _finish(out, model, ev, forward, e.batch_size, result, history, prof, seed)
     if out is not None:  # the whole trained classifier, for heatmaps (analysis.attention) and reuse
         _save(model, Path(out) / "model.pt", with_trunk=True)
     return res
 
 
-def cross_validate(protocol, data, k: int = 5, out=None, **kwargs) -> dict:
+def cross_validate(protocol, data, k: int = 5, out=None, checkpoints: list | None = None, **kwargs) -> dict:
     """Run ``protocol`` (a function above) on each of the ``k`` folds of ``folds.csv`` (paper VI, Table 5):
-    mean test AUC and its standard error over folds."""
+    mean test AUC and its standard error over folds. ``checkpoints`` gives fold ``i`` its own encoder (pretrained on
+    that fold's training images), so no fold's test images were seen in pretraining."""
     aucs = []
     for i in range(k):
         fold_out = None if out is None else Path(out) / f"fold{i}"
-        aucs.append(protocol(data, split=f"fold{i}", out=fold_out, **kwargs)["auc"])
+        extra = {} if checkpoints is None else {"checkpoint": checkpoints[i]}
+        aucs.append(protocol(data, split=f"fold{i}", out=fold_out, **extra, **kwargs)["auc"])
     res = {"folds": k, "aucs": aucs, "mean_auc": float(np.mean(aucs)),
            "se_auc": float(np.std(aucs, ddof=1) / np.sqrt(k)) if k > 1 else float("nan")}
     if out is not None:

@@ -10,43 +10,63 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import update_bn
 from tqdm.auto import tqdm
 
+from .config import Profile
 from .data.layout import DataError
-from .data.tiles import ImageStore
+from .data.tiles import ImageStore, TileDataset
 from .evaldata import EvalData
 from .io import atomic_path, cache_root, write_json
-from .loading import grid_encoder
 from .whole_image import grid_mask
 
 
-def _cache_key(checkpoint, encoder, seed: int, store: ImageStore) -> str:
-    h = hashlib.sha1()
-    if checkpoint is not None:
-        p = Path(checkpoint).resolve()
-        st = p.stat()
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
-    else:
-        h.update(f"random|{seed}".encode())
-    h.update(f"{encoder}|{store.dir.resolve()}|{tuple(store.images.shape)}|{store.image_ids[:3]}|"
-             f"{len(store.image_ids)}".encode())
+def _cache_key(identity: str, store: ImageStore) -> str:
+    h = hashlib.sha1(identity.encode())
+    h.update(f"{store.dir.resolve()}|{tuple(store.images.shape)}|{store.image_ids[:3]}|{len(store.image_ids)}".encode())
     return h.hexdigest()[:16]
 
 
+def encoder_identity(checkpoint, encoder: str | None, seed: int, bn: str | None = None) -> str:
+    """What makes a frozen encoder's grids what they are: the checkpoint file (path, size, time) or the random
+    encoder's name and seed, and how its batch-norm statistics were set."""
+    if checkpoint is not None:
+        p = Path(checkpoint).resolve()
+        st = p.stat()
+        ident = f"{p}|{st.st_size}|{st.st_mtime_ns}"
+    else:
+        ident = f"random|{encoder}|{seed}"
+    return f"{ident}|bn={bn}"
+
+
 @torch.no_grad()
-def grid_features(ev: EvalData, checkpoint=None, encoder: str | None = None, device="cpu", batch: int = 8,
-                  cache_dir: str | os.PathLike | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
-    """Frozen grids of every stored image: (``(N, r, c, m)`` float16, ``(N, r, c)`` bool, ``m``); cached on disk
-    under ``cache_dir`` (default ``<cache root>/grids``). Rows follow the store order (``ev.table.pos``)."""
-    trunk, m, _ = grid_encoder(checkpoint, encoder, seed)
+def reestimate_batchnorm(trunk: torch.nn.Module, data, prof: Profile, image_ids: list[str], seed: int = 0,
+                         device="cpu") -> torch.nn.Module:
+    """Replace the batch-norm running statistics of ``trunk`` by those of tiled patches of ``image_ids`` (at most
+    ``prof.eval.bn_tiles``, seeded), with :func:`torch.optim.swa_utils.update_bn` (a cumulative average). Gives a
+    random encoder the same kind of statistics an SSL encoder carries from pretraining."""
+    tiles = TileDataset(ImageStore(data), prof.data.tile_size, prof.data.tile_overlap, prof.data.max_background,
+                        image_ids)
+    n = min(prof.eval.bn_tiles, len(tiles))
+    pick = np.sort(np.random.default_rng(seed).choice(len(tiles), n, replace=False))
+    batches = [tiles[pick[s:s + 256]].expand(-1, 3, -1, -1).to(device) for s in range(0, n, 256)]
+    update_bn(batches, trunk)
+    return trunk.eval()
+
+
+@torch.no_grad()
+def grid_features(ev: EvalData, trunk: torch.nn.Module, identity: str, device="cpu", batch: int = 8,
+                  cache_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen grids of every stored image through ``trunk`` (in eval mode): (``(N, r, c, m)`` float16,
+    ``(N, r, c)`` bool); cached on disk under ``cache_dir`` (default ``<cache root>/grids``) by ``identity``
+    (:func:`encoder_identity`). Rows follow the store order (``ev.table.pos``)."""
     trunk = trunk.to(device).eval()
-    cache = Path(cache_dir or cache_root() / "grids") / f"grid_{_cache_key(checkpoint, encoder, seed, ev.store)}"
+    cache = Path(cache_dir or cache_root() / "grids") / f"grid_{_cache_key(identity, ev.store)}"
     n = len(ev.store.image_ids)
     if (cache / "meta.json").is_file():
         meta = json.loads((cache / "meta.json").read_text())
         shape = tuple(meta["shape"])
-        return (np.memmap(cache / "feats.f16", dtype=np.float16, mode="r", shape=shape),
-                np.load(cache / "mask.npy"), m)
+        return np.memmap(cache / "feats.f16", dtype=np.float16, mode="r", shape=shape), np.load(cache / "mask.npy")
     cache.mkdir(parents=True, exist_ok=True)
     feats = None
     masks = None
@@ -65,8 +85,8 @@ def grid_features(ev: EvalData, checkpoint=None, encoder: str | None = None, dev
         feats.flush()
         del feats
     np.save(cache / "mask.npy", masks)
-    write_json(cache / "meta.json", {"shape": list(shape), "checkpoint": str(checkpoint), "encoder": encoder})
-    return np.memmap(cache / "feats.f16", dtype=np.float16, mode="r", shape=shape), masks, m
+    write_json(cache / "meta.json", {"shape": list(shape), "encoder": identity})
+    return np.memmap(cache / "feats.f16", dtype=np.float16, mode="r", shape=shape), masks
 
 
 def grid_statistics(feats: np.ndarray, masks: np.ndarray, pos: np.ndarray, chunk: int = 16):

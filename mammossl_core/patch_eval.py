@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import Profile, resolve
+from .data.layout import PreparedDataset
 from .data.patches import CLASSES, AnnotatedPatches
 from .evaluate import fit
 from .io import write_csv, write_json
@@ -57,7 +58,8 @@ def patch_linear_eval(data, checkpoint, profile: str | Profile | None = None, ou
               "val_accuracy": max(h["val"] for h in history) if history else float("nan"), "n_test": int(len(te)),
               "profile": prof.name, "seed": seed}
     if out is not None:
-        write_csv(Path(out) / "predictions.csv", table.assign(pred=pred))
+        patients = PreparedDataset(data).images.set_index("image_id").patient_id
+        write_csv(Path(out) / "predictions.csv", table.assign(pred=pred, patient_id=table.image_id.map(patients)))
         write_csv(Path(out) / "history.csv",
                   pd.DataFrame([{"epoch": h["epoch"], "val_accuracy": h["val"]} for h in history]))
         write_json(Path(out) / "result.json", result)

@@ -94,7 +94,9 @@ class _Patches(torch.utils.data.Dataset):
 def method_config(method: str, prof: Profile, overrides: dict) -> PretrainConfig:
     """The pretraining configuration of ``method`` at ``prof``, every per-method choice made here:
 
-    * on the annotated patch set (IV.A-B): ``annotated_epochs``, SwAV's 50 prototypes and queue of 300, and for
+    * tiled patches: the batch of ``batch_size_by_tile`` for large tiles (the learning rate scales with it);
+    * on the annotated patch set (IV.A-B): ``annotated_epochs``, ``annotated_batch_size`` and ``annotated_lr``
+      (the paper's augmentation grid: batch 2048, LARS 0.4), SwAV's 50 prototypes and queue of 300, and for
       ViT-MAE an input size equal to the patch size;
     * ViT-MAE on whole images: its own batch size (``mae_batch_size``).
 
@@ -105,8 +107,11 @@ def method_config(method: str, prof: Profile, overrides: dict) -> PretrainConfig
     if method not in METHODS:
         raise ValueError(f"unknown SSL method {method!r}; choose one of {sorted(METHODS)}")
     changes: dict = {}
+    if cfg.source == "tiles" and prof.data.tile_size in cfg.batch_size_by_tile:
+        changes["batch_size"] = cfg.batch_size_by_tile[prof.data.tile_size]
     if cfg.source == "annotated":
-        changes["epochs"] = cfg.annotated_epochs
+        changes.update(epochs=cfg.annotated_epochs, batch_size=cfg.annotated_batch_size, lr=cfg.annotated_lr,
+                       lr_reference_batch=cfg.annotated_batch_size)
         if method == "swav":
             changes.update(swav_prototypes=cfg.swav_prototypes_annotated,
                            swav_queue_length=cfg.swav_queue_length_annotated)
@@ -129,7 +134,7 @@ def build_dataset(prof: Profile, cfg: PretrainConfig, data_dir, method_name: str
     """The unlabeled training (or validation) set of a method: tiled patches, annotated patches or whole images,
     read from the dataset's data products (built by ``mammossl tiles``; opened read-only)."""
     ds = PreparedDataset(data_dir)
-    ids = list(ds.split(split).image_id)
+    ids = list(ds.split(split, cfg.split).image_id)
     if split == "train":  # unlabelled images (split "unlabeled") are pretraining data too
         ids += list(ds.split("unlabeled").image_id)
     if method_name == "mae" and cfg.source == "tiles":  # ViT-MAE's own input: whole images (paper V.B)
@@ -323,13 +328,15 @@ def train_one_epoch(t: Trainer, train_ds, log: RunLog, limit: int, bar, on_step=
         lr = t.base_lr * cosine_warmup_schedule(t.step, max(t.total, 1), 1.0, 0.0, t.warmup, 0.0)
         for group in t.opt.param_groups:
             group["lr"] = lr
+        # augmentations in fp32 (blur, sharpen and high-pass lose detail at bf16's 8-bit mantissa), the model in AMP
+        views = [t.aug(x, g), t.aug(x, g)] if t.model.uses_views else [x.expand(-1, 3, -1, -1)]
+        if t.dev.type == "cuda":
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         with t.amp:
-            views = [t.aug(x, g), t.aug(x, g)] if t.model.uses_views else [x.expand(-1, 3, -1, -1)]
-            if t.dev.type == "cuda":
-                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             loss = t.ddp(views, t.step).float().mean()
         t.opt.zero_grad(set_to_none=True)
         loss.backward()
+        t.model.before_optimizer_step(t.step)
         t.opt.step()
         t.model.after_step(t.step, t.total)
         log.add(t.step, t.epoch, loss, lr)
@@ -373,8 +380,9 @@ def _setup(method: str, data, out: Path, prof: Profile, overrides: dict, device)
         raise ValueError(f"the training set has {len(train_ds)} samples, fewer than one batch of {gb}; "
                          f"lower --batch-size or add data")
     total = cfg.epochs * steps_per_epoch
-    warmup = min(cfg.warmup_epochs * steps_per_epoch, total)
+    warmup = min(int(round(cfg.warmup_fraction * total)), total)
     model = build_method(method, cfg).to(dev)
+    model.configure(steps_per_epoch)
     model = D.convert_sync_batchnorm(model, dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -416,6 +424,8 @@ def pretrain(
     resuming = resume and (out / "last.pt").is_file()
     if resuming:
         t.load(out / "last.pt")
+    elif D.is_main():  # the starting weights, to measure how far pretraining moved each layer
+        checkpoint.save(out / "init.pt", {"model": t.model.backbone.state_dict()})
     log = RunLog(out, method, t.step, resuming)
     if progress and D.is_main():
         print(f"[pretrain] {method} on {len(train_ds)} samples, {D.world_size()} process(es), global batch "
@@ -447,9 +457,18 @@ def pretrain(
         t.save("best.pt")  # stopped before the first epoch ended
     summary = {"method": method, "profile": prof.name, "steps": t.step, "epochs_done": t.epoch,
                "last_loss": log.last_loss, "best_val_loss": t.best_val, "run_dir": str(out)}
+    if D.is_main() and (out / "init.pt").is_file():
+        summary["weight_change"] = weight_change(checkpoint.load(out / "init.pt")["model"],
+                                                 t.model.backbone.state_dict())
     if D.is_main():
         write_json(out / "summary.json", summary)
     return summary
+
+
+def weight_change(before: dict, after: dict) -> dict[str, float]:
+    """Relative change ``||w - w0|| / ||w0||`` of every convolution and linear weight (tensors of 2+ dimensions)."""
+    return {k: float((after[k].float() - w0.float()).norm() / w0.float().norm().clamp_min(1e-12))
+            for k, w0 in before.items() if w0.dim() >= 2 and k in after}
 
 
 @torch.no_grad()
@@ -469,8 +488,8 @@ def validation_loss(model, ds, aug, gb, cfg, dev, amp) -> float:
         g.manual_seed(cfg.seed + 10_000 + k)
         torch.manual_seed(cfg.seed + 10_000 + k)
         x = ds[idx].to(dev)
+        views = [aug(x, g), aug(x, g)] if model.uses_views else [x.expand(-1, 3, -1, -1)]
         with amp:
-            views = [aug(x, g), aug(x, g)] if model.uses_views else [x.expand(-1, 3, -1, -1)]
             losses.append(float(model(views, 0).float().mean()))
     model.train()
     return float(D.all_reduce_mean(torch.tensor(float(np.mean(losses)))))

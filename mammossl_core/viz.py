@@ -1,7 +1,9 @@
 """Figures shared by the README, the notebooks and the command line (seaborn/matplotlib)."""
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import matplotlib
 
@@ -68,4 +70,19 @@ def pipeline_figure(path=None):
             fontsize=10, weight="bold")
     if path is not None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def weight_change_figure(summaries: dict):
+    """Bars of the relative weight change ``||w - w0|| / ||w0||`` of each encoder layer during pretraining, one
+    panel per method (``summaries``: method -> the run's ``summary.json``)."""
+    data = {m: json.loads(Path(p).read_text()).get("weight_change", {}) for m, p in summaries.items()}
+    fig, axes = plt.subplots(1, len(data), figsize=(3.2 * len(data), 3.2), sharey=True, squeeze=False)
+    for ax, (m, wc) in zip(axes[0], data.items()):
+        ax.bar(range(len(wc)), list(wc.values()), color="tab:blue")
+        ax.set(title=f"{m} ({len(wc)} weight tensors)", xlabel="layer (input to output)", xticks=[])
+        if wc:
+            ax.axhline(min(wc.values()), color="grey", ls=":", lw=0.8)
+    axes[0, 0].set_ylabel("relative change during pretraining")
+    fig.tight_layout()
     return fig

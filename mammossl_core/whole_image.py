@@ -5,7 +5,8 @@ The pretrained trunk runs fully convolutionally over a whole mammogram and yield
 ``H`` (``r x c x m``); the breast mask, reduced to the same grid, marks the background cells; a pooling head
 (:mod:`~mammossl_core.pooling`) condenses ``H`` into ``z`` and a linear layer gives the malignancy logit.
 
-What equals what: the trunk is translation-equivariant with the total stride ``s`` (32 for the ResNets), so a crop
+What equals what: the trunk is translation-equivariant with the total stride ``s`` (:func:`~mammossl_core.encoders.total_stride`: 32 for the ResNets, 8 for
+the tiny trunk), so a crop
 of the image starting at a multiple of ``s`` gives exactly the same embeddings as the whole image at the
 corresponding cells, for every cell whose receptive field lies inside the crop (tests/test_whole_image.py checks
 this to float precision in eval mode). A tile's *pooled* embedding (how the encoder saw patches during
@@ -18,9 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .pooling import build_pooling
-
-STRIDE = 32  # total stride of the torchvision ResNet trunks
-
 
 def grid_mask(mask: torch.Tensor, r: int, c: int, min_breast: float = 0.3) -> torch.Tensor:
     """Reduce pixel breast masks ``(B, H, W)`` to the ``r x c`` grid: True where at least ``min_breast`` of the

@@ -27,7 +27,7 @@ def browser():
 
 
 def test_every_chapter_is_built():
-    assert len(CHAPTERS) == 9, [c.name for c in CHAPTERS]
+    assert len(CHAPTERS) == 9, [c.name for c in CHAPTERS]  # claims.html is checked below
 
 
 @pytest.mark.parametrize("page", CHAPTERS, ids=lambda p: p.stem)
@@ -56,4 +56,16 @@ def test_chapter_renders_figure_table_and_no_error(browser, page):
     # sphinx-book-theme and sphinx-thebe both declare THEBE_JS_URL: a theme quirk, not our content
     errors = [e for e in errors if "THEBE_JS_URL" not in e]
     assert not errors, errors
+    tab.close()
+
+
+def test_claims_page_lists_every_verdict(browser):
+    page = BUILD / "chapters" / "claims.html"
+    assert page.is_file()
+    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    tab.goto(page.as_uri())
+    body = tab.inner_text("main")
+    assert tab.locator("main table").count() == 1 and "Claim checks" in body
+    assert any(v in body for v in ("holds", "not shown at this size", "contradicted"))
+    tab.screenshot(path=str(Path(__file__).parent / "screenshots" / "claims.png"), full_page=True)
     tab.close()

@@ -5,7 +5,7 @@ import torch
 
 from mammossl_core import checkpoint
 from mammossl_core.evaldata import load_eval_data
-from mammossl_core.evaluate import linear_eval
+from mammossl_core.evaluate import linear_eval, supervised
 from mammossl_core.loading import classifier, grid_encoder, patch_encoder, profile_of
 from mammossl_core.pretrain import pretrain
 
@@ -35,8 +35,9 @@ def test_classifier_round_trip_gives_the_saved_scores(store, synth_dir, tmp_path
         pretrain("byol", synth_dir, tmp_path / "run", "tiny", progress=False, max_steps=2, batch_size=16)
         ck = tmp_path / "run" / "best.pt"
     linear_eval(synth_dir, ck, "mip", "tiny", tmp_path / "lin", linear_epochs=2)
+    supervised(synth_dir, pooling="mip", profile="tiny", out=tmp_path / "sup", supervised_epochs=1)
     ev = load_eval_data(synth_dir)
-    for out in (tmp_path / "lin",):
+    for out in (tmp_path / "lin", tmp_path / "sup"):  # predictions.csv is scored in eval mode, as classifier() gives
         model = classifier(out)
         saved = pd.read_csv(out / "predictions.csv", dtype={"image_id": str})
         rows = ev.table.index.to_numpy()[:12]

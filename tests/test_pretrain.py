@@ -78,3 +78,14 @@ def test_checkpoint_method_and_encoder_are_checked(tmp_path):
     torch.save({"format": 1, "obj": _Kill()}, tmp_path / "evil.pt")
     with pytest.raises(checkpoint.CheckpointError, match="safely"):
         checkpoint.load(tmp_path / "evil.pt")
+
+
+def test_explicit_overrides_win_over_per_method_choices():
+    """A batch size given explicitly (the smoke test's caps) is kept for annotated pretraining and ViT-MAE."""
+    from mammossl_core.config import get_profile
+    from mammossl_core.pretrain import method_config
+
+    prof = get_profile("paper", pretrain={"batch_size": 4, "source": "annotated"})
+    assert method_config("byol", prof, {"batch_size": 4, "source": "annotated"}).batch_size == 4
+    assert method_config("byol", prof, {"source": "annotated"}).batch_size == prof.pretrain.annotated_batch_size
+    assert method_config("mae", get_profile("paper", pretrain={"batch_size": 4}), {"batch_size": 4}).batch_size == 4

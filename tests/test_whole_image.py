@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from mammossl_core.encoders import build_trunk
-from mammossl_core.whole_image import STRIDE, WholeImageClassifier, grid_mask, whole_image_augment
+from mammossl_core.encoders import build_trunk, total_stride
+from mammossl_core.whole_image import WholeImageClassifier, grid_mask, whole_image_augment
 
 
 def _receptive_field(trunk, shape, cell):
@@ -13,20 +13,22 @@ def _receptive_field(trunk, shape, cell):
 
 
 def test_grid_equals_crop_where_receptive_fields_match():
-    """Translation equivariance with stride 32: a crop starting at a multiple of 32 gives the same embeddings as
+    """Translation equivariance with the trunk's total stride: a crop starting at a multiple of 32 gives the same embeddings as
     the whole image at the corresponding cells, for every cell whose receptive field lies inside the crop."""
     torch.manual_seed(0)
     trunk, _ = build_trunk("tiny")
     trunk.eval()
-    img = torch.rand(1, 3, 512, 512)
+    STRIDE = total_stride("tiny")
+    assert trunk(torch.rand(1, 3, 64, 64)).shape[-1] == 64 // STRIDE
+    img = torch.rand(1, 3, 256, 256)
     a, b = 4, 3  # crop offset in cells
     crop = img[:, :, a * STRIDE:, b * STRIDE:]
     with torch.no_grad():
         g_full, g_crop = trunk(img)[0], trunk(crop)[0]
     r, c = g_crop.shape[1:]
     # the receptive field of a cell, measured once on an interior cell, moves by STRIDE per cell
-    ci, cj = 4, 4
-    rows, cols = np.nonzero(_receptive_field(trunk, (512, 512), (ci, cj)))
+    ci, cj = 12, 12
+    rows, cols = np.nonzero(_receptive_field(trunk, (256, 256), (ci, cj)))
     top, left = rows.min() - ci * STRIDE, cols.min() - cj * STRIDE
     checked = 0
     for i in range(r):
@@ -49,8 +51,9 @@ def test_classifier_shapes_and_masked_attention():
     breast = torch.zeros(2, 256, 192, dtype=torch.bool)
     breast[:, :, :96] = True
     logits, w = model(x, breast)
-    assert logits.shape == (2,) and w.shape == (2, 8, 6)
-    gm = grid_mask(breast, 8, 6)
+    r, c = 256 // total_stride("tiny"), 192 // total_stride("tiny")
+    assert logits.shape == (2,) and w.shape == (2, r, c)
+    gm = grid_mask(breast, r, c)
     assert (w[~gm] == 0).all() and torch.allclose(w.sum((1, 2)), torch.ones(2))
 
 

@@ -136,8 +136,18 @@ class PreparedDataset:
             raise DataError(f"{self.root}: no image {image_id!r} in images.csv")
         return read_png16(self.root / row.iloc[0]["path"])
 
-    def split(self, name: str) -> pd.DataFrame:
-        return self.images.loc[self.images.split == name].reset_index(drop=True)
+    def split(self, name: str, column: str = "split") -> pd.DataFrame:
+        """Images whose ``column`` is ``name``: the default split, or a fold of ``folds.csv`` (``fold0``...)."""
+        if column == "split":
+            return self.images.loc[self.images.split == name].reset_index(drop=True)
+        path = self.root / "folds.csv"
+        if not path.is_file():
+            raise DataError(f"{path}: no cross-validation folds")
+        folds = pd.read_csv(path, dtype={"image_id": str, "patient_id": str})
+        if column not in folds.columns:
+            raise DataError(f"{path}: no column {column!r}")
+        ids = set(folds.image_id[folds[column] == name])
+        return self.images.loc[self.images.image_id.isin(ids)].reset_index(drop=True)
 
 
 def write_dataset(out: str | os.PathLike, images: pd.DataFrame, lesions: pd.DataFrame, meta: dict,

@@ -20,11 +20,14 @@ from .tiles import ImageStore
 
 
 def build_products(data_dir: str | os.PathLike, prof: Profile, progress: bool = True) -> list[dict]:
-    """Build (or reuse) the image store, the tile indexes of ``prof.data.tile_sizes`` and ``tile_size`` and, when
-    the dataset has lesion annotations, the annotated patch set. Returns the per-file failures of the store."""
+    """Build (or reuse) the image store, the tile indexes of ``prof.data.tile_sizes`` and ``tile_size`` that fit
+    the images and, when the dataset has lesion annotations, the annotated patch set. Returns the per-file failures
+    of the store."""
     d = prof.data
-    sizes = sorted({*d.tile_sizes, d.tile_size})
-    _, failures = ImageStore.build(data_dir, progress, tuple((p, d.tile_overlap, d.max_background) for p in sizes))
+    store, failures = ImageStore.build(data_dir, progress)
+    _, h, w = store.images.shape  # tile sizes larger than the images (small test datasets) have no tiles
+    sizes = sorted(p for p in {*d.tile_sizes, d.tile_size} if p <= min(h, w))
+    ImageStore.build(data_dir, progress, tuple((p, d.tile_overlap, d.max_background) for p in sizes))
     if len(PreparedDataset(data_dir).lesions):
         build_annotated_patches(data_dir, d.annotated_patch, seed=prof.pretrain.seed, progress=progress)
     return failures

@@ -32,6 +32,12 @@ class SSLMethod(nn.Module):
     def forward(self, views: list[torch.Tensor], step: int = 0) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def configure(self, steps_per_epoch: int) -> None:
+        """Called once by the trainer with the length of an epoch (methods with per-epoch schedules use it)."""
+
+    def before_optimizer_step(self, step: int) -> None:
+        """Called between the backward pass and the optimiser step (e.g. to hold some parameters fixed)."""
+
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step."""

@@ -29,6 +29,18 @@ class SwAV(SSLMethod):
                                   sinkhorn_gather_distributed=True)
         self.register_buffer("queue", torch.zeros(2, cfg.swav_queue_length, cfg.projection_dim))
         self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
+        self.frozen_steps = 0
+
+    def configure(self, steps_per_epoch: int) -> None:
+        self.frozen_steps = self.cfg.swav_freeze_prototypes_epochs * steps_per_epoch
+
+    def before_optimizer_step(self, step: int) -> None:
+        """Prototypes stay fixed during the first ``swav_freeze_prototypes_epochs`` (Caron et al.): their gradients
+        are dropped before the optimiser step, as in the SwAV reference code. (lightly's ``SwaVPrototypes``
+        freezes them by toggling ``requires_grad``, which a DDP model with ``static_graph=True`` does not allow.)"""
+        if step < self.frozen_steps:
+            for p in self.prototypes.parameters():
+                p.grad = None
 
     def forward(self, views, step=0):
         self.prototypes.normalize()

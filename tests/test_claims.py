@@ -1,0 +1,60 @@
+"""Claim checks are computed from saved predictions: change a saved prediction, the verdict changes."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from mammossl_core import claims
+from mammossl_core.book import write_claims_page
+
+
+def _predictions(path, scores, labels, patients):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"image_id": [f"I{k}" for k in range(len(scores))], "patient_id": patients, "split": "test",
+                  "label": labels, "score": scores}).to_csv(path, index=False)
+    return str(path)
+
+
+def test_verdict_rules():
+    assert claims.verdict(0.01, 0.2) == "holds"
+    assert claims.verdict(-0.01, 0.2) == "not shown at this size"
+    assert claims.verdict(-0.2, -0.01) == "contradicted"
+    assert claims.verdict(0.01, 0.2, margin=0.05) == "not shown at this size"
+    assert claims.verdict(-0.02, 0.03, "equivalent", 0.05) == "holds"
+    assert claims.verdict(0.06, 0.1, "equivalent", 0.05) == "contradicted"
+    with pytest.raises(ValueError):
+        claims.verdict(0, 1, "worse")
+
+
+def test_claim_page_is_recomputed_from_saved_predictions(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 120
+    labels = (rng.random(n) < 0.4).astype(int)
+    patients = [f"P{k // 3}" for k in range(n)]
+    good = labels + rng.normal(0, 0.4, n)
+    weak = rng.normal(0, 1, n)
+    a = _predictions(tmp_path / "runs" / "a" / "predictions.csv", good, labels, patients)
+    b = _predictions(tmp_path / "runs" / "b" / "predictions.csv", weak, labels, patients)
+    results = tmp_path / "results"
+    claims.record(results, claims.Claim("04_whole_image", "a beats b", "0.757 vs 0.709", "a", [a], "b", [b]))
+    page = write_claims_page(results, tmp_path / "claims.md", "tiny", "synthetic")
+    assert "| holds" in page.read_text() and "a beats b" in page.read_text()
+    # the saved predictions of a are replaced by weak ones: the page's verdict follows
+    _predictions(tmp_path / "runs" / "a" / "predictions.csv", rng.normal(0, 1, n), labels, patients)
+    assert "| holds" not in write_claims_page(results, tmp_path / "claims.md", "tiny", "synthetic").read_text()
+    # two runs that scored different test images cannot be compared
+    _predictions(tmp_path / "runs" / "a" / "predictions.csv", good[:-3], labels[:-3], patients[:-3])
+    with pytest.raises(ValueError, match="same test images"):
+        claims.table(claims.load(results))
+
+
+def test_annotated_patch_predictions_pair_by_image_and_lesion(tmp_path):
+    """Patch predictions hold a lesion patch and a background patch of the same image: both are kept and paired."""
+    rows = {"image_id": ["I1", "I1", "I2", "I2", "I3", "I3"], "lesion_id": ["L1", "", "L2", "", "L3", ""],
+            "patient_id": ["P1", "P1", "P2", "P2", "P3", "P3"], "split": "test", "cls": [1, 0, 3, 0, 2, 0]}
+    for name, pred in (("a", [1, 0, 3, 0, 2, 0]), ("b", [0, 0, 3, 1, 2, 0])):
+        (tmp_path / name).mkdir()
+        pd.DataFrame({**rows, "pred": pred}).to_csv(tmp_path / name / "predictions.csv", index=False)
+    c = claims.Claim("01", "a beats b", "", "a", [str(tmp_path / "a" / "predictions.csv")], "b",
+                     [str(tmp_path / "b" / "predictions.csv")], metric="accuracy")
+    e = claims.evidence(c, n_boot=50)
+    assert e["images"] == 6 and e["metric_a"] == 1.0 and e["metric_b"] == pytest.approx(4 / 6)
