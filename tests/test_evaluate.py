@@ -128,26 +128,26 @@ def test_mae_on_annotated_patches_for_table1(synth_dir, store, tmp_path):
 
 
 @pytest.mark.slow
-def test_mip_attention_points_at_lesions(tmp_path_factory):
-    """At the tiny profile on 150 synthetic patients (seed 1), a MIP classifier trained end to end (the supervised
-    baseline with MIP pooling, the profile's 10 epochs) points at the malignant lesion: its most attended cell
-    touches the lesion far more often than a random breast cell would (one-sided binomial p < 0.01, hit rate above
-    twice the chance rate).
+def test_mip_attention_concentrates_on_lesions(tmp_path_factory):
+    """At the tiny profile's dataset size (250 synthetic patients, seed 1: not the book's seed), a MIP classifier
+    trained end to end (the supervised baseline with MIP pooling, the profile's 10 epochs) puts more of its attention
+    mass on the malignant lesions of the test images than their share of the breast: one-sided Wilcoxon p < 0.01 and
+    an enrichment above 2.
 
-    Measured (2026-11-26, stride-8 tiny trunk): pointing hit rate 0.306 against a chance rate of 0.079 over 72
-    malignant test images (0.403 after 20 epochs). The attention *mass* on lesion cells stays at chance (enrichment
-    0.99-1.00, Wilcoxon p 0.98): the attention ranks the lesion cells first but is nearly flat. The book reports
-    both (chapter 4)."""
+    Measured (2026-11-26, stride-8 tiny trunk): enrichment 3.45 on seed 1 (Wilcoxon p 2e-20, pointing game 0.74 vs
+    0.08 chance, 122 images) and 5.71 on the book's seed 0. On a smaller dataset (150 patients, seed 1) the attention
+    stayed flat (enrichment 0.99), and there the pointing game (0.31 vs 0.08) depended on the thread count (binomial p
+    1e-7 with one thread, 0.026 with two): an argmax over nearly equal weights is not a stable thing to assert."""
     from mammossl_core.analysis.attention import report
     from mammossl_core.config import get_profile
     from mammossl_core.data.products import build_products
     from mammossl_core.data.synthetic import synthesize
 
     tmp = tmp_path_factory.mktemp("loc")
-    data = synthesize(tmp / "synth", patients=150, seed=1, profile="tiny", workers=2, progress=False)
+    data = synthesize(tmp / "synth", seed=1, profile="tiny", workers=2, progress=False)
     build_products(data, get_profile("tiny"), progress=False)
     r = E.supervised(data, pooling="mip", profile="tiny", out=tmp / "sup")
     s = report(data, tmp / "sup", tmp / "rep")
     assert (tmp / "rep" / "heatmaps.png").is_file()
-    assert len(pd.read_csv(tmp / "rep" / "localisation.csv")) == s["images"] > 20
-    assert s["pointing_binomial_p"] < 0.01 and s["pointing_hit_rate"] > 2 * s["chance"], (r["auc"], s)
+    assert len(pd.read_csv(tmp / "rep" / "localisation.csv")) == s["images"] > 50
+    assert s["wilcoxon_p"] < 0.01 and s["enrichment"] > 2, (r["auc"], s)
