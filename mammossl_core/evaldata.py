@@ -45,13 +45,7 @@ def load_eval_data(data: str | os.PathLike, split: str = "split") -> EvalData:
     store = ImageStore(data)
     table = ds.images[["image_id", "patient_id", "label", "split"]].copy()
     if split != "split":
-        folds_path = ds.root / "folds.csv"
-        if not folds_path.is_file():
-            raise DataError(f"{folds_path}: no cross-validation folds")
-        folds = pd.read_csv(folds_path, dtype={"image_id": str, "patient_id": str})
-        if split not in folds.columns:
-            raise ValueError(f"{folds_path}: no column {split!r}; have {[c for c in folds.columns if c.startswith('fold')]}")
-        table["split"] = table.image_id.map(folds.set_index("image_id")[split])
+        table["split"] = table.image_id.map(ds.split_column(split))
     pos = {iid: k for k, iid in enumerate(store.image_ids)}
     # unlabelled images (label -1, e.g. CMMD breasts the clinical table does not name) serve pretraining only
     table = table[table.image_id.isin(pos) & (table.label >= 0) & table.split.isin(["train", "val", "test"])]

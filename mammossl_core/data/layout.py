@@ -136,17 +136,23 @@ class PreparedDataset:
             raise DataError(f"{self.root}: no image {image_id!r} in images.csv")
         return read_png16(self.root / row.iloc[0]["path"])
 
-    def split(self, name: str, column: str = "split") -> pd.DataFrame:
-        """Images whose ``column`` is ``name``: the default split, or a fold of ``folds.csv`` (``fold0``...)."""
+    def split_column(self, column: str = "split") -> pd.Series:
+        """Every image's part (train, val, test, unlabeled) by ``image_id``: the default split, or a fold of
+        ``folds.csv`` (``fold0``...)."""
         if column == "split":
-            return self.images.loc[self.images.split == name].reset_index(drop=True)
+            return self.images.set_index("image_id").split
         path = self.root / "folds.csv"
         if not path.is_file():
             raise DataError(f"{path}: no cross-validation folds")
         folds = pd.read_csv(path, dtype={"image_id": str, "patient_id": str})
         if column not in folds.columns:
-            raise DataError(f"{path}: no column {column!r}")
-        ids = set(folds.image_id[folds[column] == name])
+            raise DataError(f"{path}: no column {column!r}; have {[c for c in folds.columns if c.startswith('fold')]}")
+        return folds.set_index("image_id")[column]
+
+    def split(self, name: str, column: str = "split") -> pd.DataFrame:
+        """Images whose ``column`` (:meth:`split_column`) is ``name``."""
+        parts = self.split_column(column)
+        ids = set(parts.index[parts == name])
         return self.images.loc[self.images.image_id.isin(ids)].reset_index(drop=True)
 
 
