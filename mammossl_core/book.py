@@ -70,6 +70,10 @@ def run_notebooks(profile: str = "tiny", params: dict | None = None, only: list[
                                 f"(executed copy in {failed_dir / src.name})") from None
         seconds = time.perf_counter() - t
         nb = nbformat.read(tmp, as_version=4)
+        for cell in nb.cells:  # papermill's cell of injected parameters: collapsed in the HTML like the parameters
+            tags = cell.metadata.get("tags", [])
+            if "injected-parameters" in tags and "hide-input" not in tags:
+                cell.metadata["tags"] = [*tags, "hide-input"]
         nb.metadata["mammossl"] = {"digest": digest, "seconds": round(seconds, 1), "params": params}
         nbformat.write(nb, tmp)
         os.replace(tmp, dst)
