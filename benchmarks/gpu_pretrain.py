@@ -1,35 +1,64 @@
-"""GPU benchmark of SSL pretraining (issue: SSL pretraining, benchmark 3). Runs in under 5 minutes on one GPU.
+"""GPU benchmark of SSL pretraining: every figure of the pretraining-speed issue in one run of under 8 minutes.
 
-BYOL and SwAV, ResNet-50, 96 px tiled patches, batch 512, bf16 autocast, channels-last, through the real trainer
-(tile store -> DataLoader workers -> on-GPU augmentation -> DDP-ready step). Prints images per second, the share
-of wall time the GPU was busy (nvidia-smi utilisation sampled every 100 ms), the speed of the same step on a batch
-already on the GPU (no data loading: the pipeline's ceiling), and the projected time of the paper's 200 epochs.
+Per method (BYOL, SwAV, SimCLR: ResNet-50 on 96 px tiles; ViT-MAE: ViT-B/16 on 512 px whole images), bf16
+autocast, channels-last, the encoders ``torch.compile``-d, through the real trainer (tile store -> DataLoader
+workers -> fp32 augmentation on the GPU -> step):
 
-    python benchmarks/gpu_pretrain.py [--workdir DIR] [--steps 60] [--patients 120]
+* trainer img/s in the steady state (the second epoch, without its first step: every epoch restarts the loader
+  workers) and over the whole second epoch with its validation and checkpoint;
+* compute-only img/s: the same step (augmentation, forward, backward, optimiser, EMA) on a batch already on the GPU;
+* the share of wall time the GPU was busy (nvidia-smi utilisation, sampled every 100 ms, over the timed window);
+* peak GPU memory; the first step's seconds (compilation included), apart from the steady state;
+* the projected time of the paper's 200 epochs over CBIS-DDSM's tiles;
+
+then BYOL in eager mode on the same card (what compilation buys), a memory table (method x tile size x batch, one
+eager step each) and the GPU tests. Sections run in order of importance and are skipped once ``--budget`` seconds
+have passed, so a lease always returns the most important figures.
+
+    python benchmarks/gpu_pretrain.py [--workdir DIR] [--patients 160] [--batch 2048] [--budget 420]
+    python benchmarks/gpu_pretrain.py --cpu-smoke   # the code paths on CPU with the tiny profile (no figures)
 """
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import torch
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mammossl_core.augment import MammoAugment  # noqa: E402
+from mammossl_core.config import get_profile, resolve  # noqa: E402
+from mammossl_core.pretrain import build_optimizer, compile_mode, pretrain  # noqa: E402
+from mammossl_core.ssl import build_method  # noqa: E402
+
+#: CBIS-DDSM training images (the paper's 2111) for the projected 200-epoch time
+PAPER_TRAIN_IMAGES = 2111
+
 
 class GpuSampler:
-    """Samples nvidia-smi's utilisation.gpu every 100 ms between start() and stop()."""
+    """Samples nvidia-smi's utilization.gpu every 100 ms between start() and stop()."""
 
     def __init__(self):
         self.samples: list[float] = []
         self._stop = threading.Event()
+        self.t = None
 
     def _run(self):
-        proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                                 "-lms", "100"], stdout=subprocess.PIPE, text=True)
+        try:
+            proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                     "-lms", "100"], stdout=subprocess.PIPE, text=True)
+        except OSError:
+            return
         while not self._stop.is_set():
             line = proc.stdout.readline()
             if line.strip():
@@ -44,90 +73,213 @@ class GpuSampler:
 
     def stop(self) -> float:
         self._stop.set()
-        self.t.join(timeout=5)
-        return sum(self.samples) / max(len(self.samples), 1)
+        if self.t is not None:
+            self.t.join(timeout=5)
+        return sum(self.samples) / len(self.samples) if self.samples else float("nan")
 
 
-def compute_only(method: str, batch: int, steps: int = 30) -> float:
-    """Images/s of the same model step (augmentation included) on one batch resident on the GPU."""
-    from mammossl_core.augment import MammoAugment
-    from mammossl_core.config import get_profile
-    from mammossl_core.pretrain import build_optimizer
-    from mammossl_core.ssl import build_method
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
-    cfg = get_profile("paper").pretrain
-    dev = torch.device("cuda")
-    model = build_method(method, cfg).to(dev).to(memory_format=torch.channels_last)
+
+def trainer_run(method: str, data: Path, work: Path, profile: str, batch: int, compile_: str, workers: int,
+                steps_per_epoch: int, lr: float | None = None) -> dict:
+    """Two epochs and one step through the trainer; times the second epoch (see the module docstring)."""
+    stamps: dict[int, float] = {}
+    sampler = GpuSampler()
+    a, b = steps_per_epoch + 1, 2 * steps_per_epoch  # second epoch without its first step: steps a+1..b
+
+    def on_step(step):
+        if step in (a, b, steps_per_epoch, 2 * steps_per_epoch + 1):
+            _sync()
+            stamps[step] = time.perf_counter()
+            if step == a:
+                sampler.start()
+            if step == b:
+                stamps["busy"] = sampler.stop()
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    s = pretrain(method, data, work / f"run_{method}_{compile_}", profile, progress=False, batch_size=batch,
+                 max_steps=2 * steps_per_epoch + 1, epochs=100, checkpoint_every=10**9, num_workers=workers,
+                 swav_queue_start_step=0, compile=compile_, val_batches=2, on_step=on_step,
+                 **({"lr": lr} if lr is not None else {}))
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+    steady = (b - a) * batch / (stamps[b] - stamps[a])
+    whole = steps_per_epoch * batch / (stamps[2 * steps_per_epoch + 1] - stamps[steps_per_epoch])
+    return {"trainer_img_s": steady, "epoch_img_s": whole, "gpu_busy_pct": stamps.get("busy", float("nan")),
+            "peak_gib": peak, "first_step_s": s["first_step_s"], "compile": compile_}
+
+
+def compute_only(method: str, profile: str, batch: int, size: int, compile_: str, steps: int = 20) -> float:
+    """Images/s of the trainer's step on one batch resident on the device (no data loading)."""
+    prof = resolve(profile, pretrain={"batch_size": batch})
+    cfg = prof.pretrain
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_method(method, cfg).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    mode = compile_mode(dataclass_replace(cfg, compile=compile_), dev)
+    if mode:
+        model.compile_encoders(mode)
+    model.configure(10**6)
     opt, _ = build_optimizer(model, method, cfg, batch)
-    aug = MammoAugment(cfg.augment, size=96)
+    aug = MammoAugment(cfg.augment, size=size)
     g = torch.Generator(device=dev).manual_seed(0)
-    x = torch.rand(batch, 1, 96, 96, device=dev)
-    for k in range(steps + 5):
-        if k == 5:
-            torch.cuda.synchronize()
+    x = torch.rand(batch, 1, size, size, device=dev)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    warm = 3
+    for k in range(steps + warm):
+        if k == warm:
+            _sync()
             t = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            views = [aug(x, g).contiguous(memory_format=torch.channels_last) for _ in range(2)]
+        views = [aug(x, g), aug(x, g)] if model.uses_views else [x.expand(-1, 3, -1, -1)]
+        if dev.type == "cuda":
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        with amp:
             loss = model(views, 1000 + k).float().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        model.before_optimizer_step(1000 + k)
         opt.step()
         model.after_step(k, 10**6)
-    torch.cuda.synchronize()
+    _sync()
     return steps * batch / (time.perf_counter() - t)
+
+
+def dataclass_replace(cfg, **kw):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **kw)
+
+
+def memory_table(profile: str, cells: list[tuple[str, int, int]]) -> list[dict]:
+    """Peak GPU memory of one eager training step per (method, tile size, batch); 'OOM' where it does not fit."""
+    rows = []
+    for method, size, batch in cells:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        try:
+            compute_only(method, profile, batch, size, "off", steps=1)
+            rows.append({"method": method, "tile": size, "batch": batch,
+                         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)})
+        except torch.cuda.OutOfMemoryError:
+            rows.append({"method": method, "tile": size, "batch": batch, "peak_gib": "OOM"})
+        print(f"[memory] {rows[-1]}", flush=True)
+    torch.cuda.empty_cache()
+    return rows
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--patients", type=int, default=120)
-    ap.add_argument("--batch", type=int, default=512)
-    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--patients", type=int, default=160)
+    ap.add_argument("--batch", type=int, default=2048)
+    ap.add_argument("--workers", type=int, default=12)
+    ap.add_argument("--budget", type=float, default=420.0, help="seconds after which remaining sections are skipped")
+    ap.add_argument("--methods", default="byol,swav,simclr,mae")
+    ap.add_argument("--lr", type=float, default=None,
+                    help="LARS learning rate at the reference batch (default: the profile's). Throughput does not "
+                         "depend on it; SwAV at the paper's 4.8 gave a non-finite loss within 2 epochs on the H100 "
+                         "(benchmarks/README.md)")
+    ap.add_argument("--compute-steps", type=int, default=20, help="timed steps of the compute-only measurement")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory table")
+    ap.add_argument("--json", default=None, help="also write every figure to this file")
+    ap.add_argument("--cpu-smoke", action="store_true", help="run the code paths on CPU at the tiny profile")
     a = ap.parse_args()
-    if not torch.cuda.is_available():
-        print("no CUDA device: this benchmark needs a GPU")
+    t_start = time.perf_counter()
+    smoke = a.cpu_smoke
+    if not smoke and not torch.cuda.is_available():
+        print("no CUDA device: this benchmark needs a GPU (or --cpu-smoke)")
         return 1
-    torch.backends.cudnn.benchmark = True
+    profile = "tiny" if smoke else "paper"
+    prof = get_profile(profile)
+    size = prof.data.tile_size
+    batch = 32 if smoke else a.batch
+    compiled = "off" if smoke else "default"
+    if not smoke:
+        torch.backends.cudnn.benchmark = True
+    from mammossl_core.data.products import build_products
     from mammossl_core.data.synthetic import synthesize
-    from mammossl_core.data.tiles import TileDataset, ImageStore
-    from mammossl_core.pretrain import pretrain
+    from mammossl_core.data.tiles import ImageStore, TileDataset
 
     work = Path(a.workdir or tempfile.mkdtemp())
+    results: dict = {"card": torch.cuda.get_device_name() if not smoke else "cpu", "torch": torch.__version__,
+                     "batch": batch, "tile": size, "methods": {}}
     t = time.perf_counter()
-    d = synthesize(work / "synth_paper", patients=a.patients, seed=0, profile="paper", progress=False)
-    store, _ = ImageStore.build(d, progress=False)
-    n_tiles = len(TileDataset(store, 96))
-    print(f"[gpu] {torch.cuda.get_device_name()}: synthetic paper-size data, {len(store.image_ids)} images, "
-          f"{n_tiles} tiles of 96 px, prepared in {time.perf_counter() - t:.0f} s", flush=True)
-    steps_per_epoch = int(0.7 * n_tiles) // a.batch
-    if a.steps >= steps_per_epoch:
-        print(f"[gpu] warning: {a.steps} steps cross an epoch end (~{steps_per_epoch} steps/epoch): the timing then "
-              f"includes validation and checkpointing; use more --patients or fewer --steps")
-    results = {}
-    for method in ("byol", "swav"):
-        stamps: list[float] = []
-        sampler = GpuSampler()
-        warm = 10
+    d = synthesize(work / "synth", patients=12 if smoke else a.patients, seed=0, profile=profile, progress=False,
+                   workers=None)
+    build_products(d, prof, progress=False)
+    store = ImageStore(d)
+    n_tiles = len(TileDataset(store, size, prof.data.tile_overlap, prof.data.max_background))
+    print(f"[gpu] {results['card']}, torch {torch.__version__}: synthetic {profile}-size data, "
+          f"{len(store.image_ids)} images, {n_tiles} tiles of {size} px, prepared in {time.perf_counter() - t:.0f} s",
+          flush=True)
+    epoch_tiles = PAPER_TRAIN_IMAGES * n_tiles / len(store.image_ids)
 
-        def on_step(step):
-            torch.cuda.synchronize()
-            stamps.append(time.perf_counter())
-            if step == warm:
-                sampler.start()
+    def left() -> float:
+        return a.budget - (time.perf_counter() - t_start)
 
-        pretrain(method, d, work / f"run_{method}", "paper", progress=False, batch_size=a.batch,
-                 max_steps=a.steps, epochs=100, checkpoint_every=10**9, num_workers=a.workers,
-                 swav_queue_start_step=0, on_step=on_step)
-        busy = sampler.stop()
-        ips = (len(stamps) - warm) * a.batch / (stamps[-1] - stamps[warm - 1])
-        ceiling = compute_only(method, a.batch)
-        epoch_imgs = 2111 * n_tiles / len(store.image_ids)  # paper: 2111 CBIS-DDSM training images
-        hours = 200 * epoch_imgs / ips / 3600
-        results[method] = (ips, busy, ceiling)
-        print(f"[gpu] {method}: trainer {ips:.0f} img/s, GPU busy {busy:.0f}% of wall time, same step on a "
-              f"GPU-resident batch {ceiling:.0f} img/s (trainer reaches {ips / ceiling:.0%} of it); "
-              f"200 epochs of ~{epoch_imgs:.0f} tiles (2111 images) would take {hours:.1f} h", flush=True)
+    def section(name, fn):
+        if left() <= 0:
+            print(f"[gpu] {name}: skipped (budget of {a.budget:.0f} s spent)", flush=True)
+            return None
+        try:
+            return fn()
+        except Exception as e:  # one failing section must not cost the others' figures
+            print(f"[gpu] {name}: FAILED {type(e).__name__}: {e}", flush=True)
+            traceback.print_exc()
+            return None
+
+    def steps_per_epoch(method: str, b: int) -> int:
+        from mammossl_core.pretrain import build_dataset, method_config
+
+        cfg = method_config(method, resolve(profile, pretrain={"batch_size": b}), {"batch_size": b})
+        return len(build_dataset(prof, cfg, d, method, "train")) // b
+
+    def one_method(method: str, b: int, mode: str):
+        spe = steps_per_epoch(method, b)
+        r = trainer_run(method, d, work, profile, b, mode, a.workers, spe, a.lr)
+        in_size = prof.pretrain.mae_image_size if method == "mae" else size
+        r["compute_only_img_s"] = compute_only(method, profile, b, in_size, mode, steps=a.compute_steps)
+        r["batch"], r["steps_per_epoch"] = b, spe
+        if method != "mae":
+            r["hours_200_epochs"] = 200 * epoch_tiles / r["trainer_img_s"] / 3600
+        else:
+            r["hours_200_epochs"] = 200 * PAPER_TRAIN_IMAGES / r["trainer_img_s"] / 3600
+        results["methods"][f"{method}/{mode}"] = r
+        print(f"[gpu] {method} ({mode}), batch {b}: trainer {r['trainer_img_s']:.0f} img/s steady, "
+              f"{r['epoch_img_s']:.0f} img/s over the epoch with validation and checkpoint; compute-only "
+              f"{r['compute_only_img_s']:.0f} img/s (trainer reaches {r['trainer_img_s'] / r['compute_only_img_s']:.0%}); "
+              f"GPU busy {r['gpu_busy_pct']:.0f}%; peak {r['peak_gib']:.1f} GiB; first step {r['first_step_s']:.1f} s; "
+              f"200 paper epochs {r['hours_200_epochs']:.2f} h", flush=True)
+        return r
+
+    methods = a.methods.split(",")
+    for method in [m for m in ("byol", "swav") if m in methods]:
+        section(f"{method} compiled", lambda m=method: one_method(m, batch, compiled))
+    if not smoke:
+        section("byol eager", lambda: one_method("byol", batch, "off"))
+    for method in [m for m in ("simclr", "mae") if m in methods]:
+        b = prof.pretrain.mae_batch_size if method == "mae" else batch
+        section(f"{method} compiled", lambda m=method, b=b: one_method(m, b, compiled))
+    if not smoke and not a.no_memory:
+        cells = [(m, 96, b) for m in ("byol", "swav", "simclr") for b in (1024, 2048, 4096)] + \
+                [("byol", 256, 512), ("byol", 256, 1024)]
+        results["memory"] = section("memory table", lambda: memory_table(profile, cells))
+    results["wall_s"] = time.perf_counter() - t_start
+    print("\n| method | mode | batch | trainer img/s | epoch img/s | compute-only img/s | GPU busy % | peak GiB | "
+          "first step s | 200 epochs h |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for key, r in results["methods"].items():
+        m, mode = key.split("/")
+        print(f"| {m} | {mode} | {r['batch']} | {r['trainer_img_s']:.0f} | {r['epoch_img_s']:.0f} | "
+              f"{r['compute_only_img_s']:.0f} | {r['gpu_busy_pct']:.0f} | {r['peak_gib']:.1f} | "
+              f"{r['first_step_s']:.1f} | {r['hours_200_epochs']:.2f} |")
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=1, default=lambda o: None if isinstance(o, float)
+                                           and math.isnan(o) else str(o)))
     return 0
 
 

@@ -91,6 +91,10 @@ class PretrainConfig:
     val_batches: int = 20
     num_workers: int = 4
     seed: int = 0
+    #: ``torch.compile`` mode of the encoders: "auto" (compile on CUDA with the default mode, eager on CPU where
+    #: compiling measured slower for the tiny trunk), "off", or a torch.compile mode ("default",
+    #: "reduce-overhead", "max-autotune-no-cudagraphs")
+    compile: str = "auto"
     # method-specific values (V.B)
     simclr_temperature: float = 0.5
     byol_momentum: float = 0.99
@@ -177,6 +181,10 @@ class BookConfig:
     cv_folds: int = 5
     #: chapter 8: finetune MIP too (not only GAP)
     finetune_mip_cv: bool = True
+    #: the chapters that ``mammossl book seeds`` re-executes at other dataset seeds, and those seeds (the book's own
+    #: seed is the chapters' ``seed`` parameter, 0)
+    seed_chapters: tuple[str, ...] = ("04", "05")
+    other_seeds: tuple[int, ...] = (1, 2)
 
 
 @dataclass(frozen=True)

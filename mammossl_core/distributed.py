@@ -111,6 +111,21 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         return y
 
 
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` in DistributedDataParallel when launched by torchrun (``model`` itself otherwise).
+
+    * ``static_graph=True``: the same parameters are used by both views every step; without it, DDP's gradient
+      reduction and the batch-norm collectives of the backward pass disagree (tests/test_distributed.py).
+    * ``broadcast_buffers=False``: DDP would otherwise copy rank 0's buffers to every process before each forward,
+      SwAV's queue included, so that every process would queue rank 0's projections only (the test caught it).
+      The batch norms' running statistics come from global-batch statistics and agree on every process anyway.
+    """
+    if not is_dist():
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                               static_graph=True, broadcast_buffers=False)
+
+
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     """Make every batch norm of ``model`` see the global batch: SyncBatchNorm on GPUs, :class:`GlobalBatchNorm` on CPU."""
     if not is_dist():

@@ -5,9 +5,13 @@ One code path for a CPU process, one GPU, or many GPUs on many machines::
     mammossl pretrain --method byol --data DIR --profile tiny --out runs/byol
     torchrun --nproc_per_node=4 -m mammossl_core.pretrain --method swav --data DIR --profile paper --out runs/swav
 
-* DDP; batch norm over the global batch (SyncBatchNorm on GPUs); bf16 autocast and channels-last on GPUs.
-* LARS (momentum 0.9) with biases and batch-norm parameters excluded from weight decay and from the LARS
-  adaptation; learning rate ``lr * global_batch / 4096``, linear warm-up then cosine decay, set every step.
+* DDP; batch norm over the global batch (SyncBatchNorm on GPUs); bf16 autocast and channels-last on GPUs; the
+  encoders ``torch.compile``-d on GPUs (``--compile``; the first step's time, compilation included, is reported
+  apart from the steady state); augmentations in fp32 outside autocast.
+* LARS (momentum 0.9; multi-tensor :class:`~mammossl_core.lars.ForeachLARS`, lightly's semantics) with biases and
+  batch-norm parameters excluded from weight decay and from the LARS adaptation; learning rate
+  ``lr * global_batch / lr_reference_batch`` (the global batch over all processes and machines), linear warm-up
+  then cosine decay, set every step. A step makes no device-to-host sync; losses are read every ``log_every``.
   ViT-MAE uses AdamW (lr 0.0024, weight decay 0.05).
 * The global batch order of an epoch is a permutation seeded by ``(seed, epoch)``; process ``r`` takes the
   ``r``-th slice of each global batch. Augmentation and every other random draw are seeded by
@@ -34,7 +38,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightly.models.utils import get_weight_decay_parameters
-from lightly.utils.lars import LARS
 from lightly.utils.scheduler import cosine_warmup_schedule
 from tqdm.auto import tqdm
 
@@ -48,6 +51,7 @@ from .data.patches import AnnotatedPatches
 from .data.tiles import ImageStore, TileDataset
 from .encoders import ENCODERS
 from .io import write_json
+from .lars import ForeachLARS
 from .loading import profile_of
 from .ssl import METHODS, SSLMethod, build_method
 
@@ -182,7 +186,7 @@ def build_optimizer(method, name: str, cfg, global_batch: int) -> tuple[torch.op
     else:
         lr = cfg.lr * global_batch / cfg.lr_reference_batch
         # lightly's LARS leaves parameters with weight decay 0 out of the layer-wise adaptation
-        opt = LARS([{"params": decay, "weight_decay": cfg.weight_decay},
+        opt = ForeachLARS([{"params": decay, "weight_decay": cfg.weight_decay},
                     {"params": no_decay, "weight_decay": 0.0}], lr=lr, momentum=cfg.momentum)
     return opt, lr
 
@@ -282,6 +286,8 @@ class Trainer:
     epoch: int = 0
     batch_in_epoch: int = 0
     best_val: float = math.inf
+    #: seconds of this process's first step (compilation included), measured with a device sync
+    first_step_s: float | None = None
 
     @property
     def amp(self):
@@ -321,6 +327,10 @@ def train_one_epoch(t: Trainer, train_ds, log: RunLog, limit: int, bar, on_step=
     loader = _loader(train_ds, gb, cfg.seed, t.epoch, t.batch_in_epoch, cfg.num_workers, t.dev.type == "cuda")
     t0, seen, steps = time.perf_counter(), 0, 0
     for x in loader:
+        first = t.first_step_s is None
+        if first:
+            _sync(t.dev)
+            t_first = time.perf_counter()
         seed = _step_seed(cfg.seed, t.step, D.rank())
         torch.manual_seed(seed)
         g.manual_seed(seed)
@@ -339,10 +349,18 @@ def train_one_epoch(t: Trainer, train_ds, log: RunLog, limit: int, bar, on_step=
         t.model.before_optimizer_step(t.step)
         t.opt.step()
         t.model.after_step(t.step, t.total)
+        if first:
+            _sync(t.dev)
+            t.first_step_s = time.perf_counter() - t_first
+            t0 = time.perf_counter()  # the steady-state rate excludes the first step
+            if not bar.disable:
+                bar.write(f"[pretrain] first step {t.first_step_s:.1f} s ("
+                          f"{'compilation included' if compile_mode(cfg, t.dev) else 'eager'}); the rate below is "
+                          f"the steady state")
         log.add(t.step, t.epoch, loss, lr)
         t.step += 1
         t.batch_in_epoch += 1
-        seen += gb
+        seen += 0 if first else gb
         steps += 1
         bar.update()
         if on_step is not None:
@@ -358,6 +376,25 @@ def train_one_epoch(t: Trainer, train_ds, log: RunLog, limit: int, bar, on_step=
     ips = seen / max(time.perf_counter() - t0, 1e-9)
     log.flush(ips)
     return {"steps": steps, "images_per_s": ips}
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def compile_mode(cfg: PretrainConfig, dev: torch.device) -> str | None:
+    """The torch.compile mode of a run, or None for eager: ``cfg.compile`` with "auto" meaning the default mode on
+    CUDA and eager elsewhere."""
+    mode = cfg.compile
+    if mode == "auto":
+        return "default" if dev.type == "cuda" else None
+    if mode in ("off", "none", "", None):
+        return None
+    modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    if mode not in modes:
+        raise ValueError(f"compile={mode!r}: use 'auto', 'off' or one of {modes}")
+    return mode
 
 
 def _setup(method: str, data, out: Path, prof: Profile, overrides: dict, device) -> tuple[Trainer, object, object]:
@@ -386,16 +423,17 @@ def _setup(method: str, data, out: Path, prof: Profile, overrides: dict, device)
     model = D.convert_sync_batchnorm(model, dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    mode = compile_mode(cfg, dev)
+    if mode is not None:
+        model.compile_encoders(mode)
     opt, base_lr = build_optimizer(model, method, cfg, gb)
-    # static_graph: the same parameters are used by both views every step; without it, DDP's gradient
-    # reduction and the batch-norm collectives of the backward pass disagree (tests/test_distributed.py)
-    ddp = torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[dev.index] if dev.type == "cuda" else None, static_graph=True) if D.is_dist() else model
+    ddp = D.wrap_ddp(model, dev)
     aug = MammoAugment(cfg.augment, size=input_size(method, cfg, prof))
     t = Trainer(method, cfg, model, ddp, opt, aug, dev, out, base_lr, total, warmup, prof.name)
     if D.is_main():
         write_json(out / "config.json", {"method": method, "data": str(data), "profile": prof.name,
                                          "world_size": world, "global_batch": gb, "lr": base_lr,
+                                         "compile": mode or "off",
                                          "steps_per_epoch": steps_per_epoch, "total_steps": total,
                                          "pretrain": dataclasses.asdict(cfg), "data_config": dataclasses.asdict(prof.data)})
     return t, train_ds, val_ds
@@ -456,10 +494,11 @@ def pretrain(
     if D.is_main() and not (out / "best.pt").is_file():
         t.save("best.pt")  # stopped before the first epoch ended
     summary = {"method": method, "profile": prof.name, "steps": t.step, "epochs_done": t.epoch,
-               "last_loss": log.last_loss, "best_val_loss": t.best_val, "run_dir": str(out)}
+               "last_loss": log.last_loss, "best_val_loss": t.best_val, "run_dir": str(out),
+               "first_step_s": t.first_step_s}
     if D.is_main() and (out / "init.pt").is_file():
         summary["weight_change"] = weight_change(checkpoint.load(out / "init.pt")["model"],
-                                                 t.model.backbone.state_dict())
+                                                 {k: v.cpu() for k, v in t.model.backbone.state_dict().items()})
     if D.is_main():
         write_json(out / "summary.json", summary)
     return summary
@@ -512,6 +551,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--compile", default=None, metavar="MODE",
+                   help="torch.compile the encoders: auto (GPU only, the default), off, default, reduce-overhead, "
+                        "max-autotune-no-cudagraphs")
     p.add_argument("--device", default=None, help="cpu, cuda (default: cuda if available)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--keep-epoch-checkpoints", action="store_true", default=None,
@@ -520,7 +562,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_from_args(a: argparse.Namespace) -> dict:
     names = ["encoder", "epochs", "batch_size", "lr", "augment", "source", "max_steps", "checkpoint_every",
-             "num_workers", "seed", "keep_epoch_checkpoints"]
+             "num_workers", "seed", "keep_epoch_checkpoints", "compile"]
     overrides = {n: getattr(a, n) for n in names if getattr(a, n) is not None}
     last = Path(a.out) / "last.pt"
     profile = a.profile or (profile_of(last) if a.resume and last.is_file() else None)

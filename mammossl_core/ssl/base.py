@@ -35,6 +35,17 @@ class SSLMethod(nn.Module):
     def configure(self, steps_per_epoch: int) -> None:
         """Called once by the trainer with the length of an epoch (methods with per-epoch schedules use it)."""
 
+    def compiled_modules(self) -> list[nn.Module]:
+        """The modules :meth:`compile_encoders` compiles: the method's encoders (its :class:`Backbone` modules,
+        BYOL's momentum copy included). Heads and losses stay eager: they are a few small kernels."""
+        return [m for m in self.modules() if isinstance(m, Backbone)]
+
+    def compile_encoders(self, mode: str) -> None:
+        """``torch.compile`` every module of :meth:`compiled_modules` in place (``nn.Module.compile``), so the
+        state-dict keys, checkpoints and DDP wrapping are unchanged. ``mode`` is a torch.compile mode."""
+        for m in self.compiled_modules():
+            m.compile(mode=mode)
+
     def before_optimizer_step(self, step: int) -> None:
         """Called between the backward pass and the optimiser step (e.g. to hold some parameters fixed)."""
 

@@ -82,6 +82,10 @@ class MAE(SSLMethod):
         target = utils.get_at_index(utils.patchify(images, self.patch), idx_mask - 1)
         return F.mse_loss(pred, target)
 
+    def compiled_modules(self):
+        """The transformer blocks of the encoder and of the decoder (masking and token gathers stay eager)."""
+        return [self.backbone.vit.encoder.layers, self.decoder.layers]
+
     def grid_encoder(self):
         return ViTGrid(self.backbone, self.cfg.mae_image_size, self.cfg.mae_patch), self.backbone.dim
 
