@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from . import claims
 from .chapter import dataset_label
 from .config import resolve
@@ -35,7 +37,9 @@ class NotebookError(RuntimeError):
 
 def run_notebooks(profile: str = "tiny", params: dict | None = None, only: list[str] | None = None,
                   force: bool = False, notebooks_dir: Path | None = None, out_dir: Path | None = None) -> list[dict]:
-    """Execute the notebooks in order; returns one record per notebook (name, status, seconds)."""
+    """Execute the notebooks in order into ``out_dir`` (default ``book/chapters``), their results under
+    ``out_dir/results``; returns one record per notebook (name, status, seconds). Writes the claim-check page, and
+    for the book's own folder also the page of findings across dataset seeds."""
     import nbformat
     import papermill as pm
 
@@ -80,9 +84,77 @@ def run_notebooks(profile: str = "tiny", params: dict | None = None, only: list[
         records.append({"notebook": src.name, "status": "executed", "seconds": round(seconds, 1)})
         print(f"[book] {src.name}: {seconds:.0f} s", flush=True)
     (out_dir / "timings.json").write_text(json.dumps(records, indent=2))
-    write_claims_page(Path(params["out_dir"]), out_dir / "claims.md", profile,
-                      dataset_label(params.get("data_dir"), params.get("dataset", "CBIS-DDSM")))
+    label = dataset_label(params.get("data_dir"), params.get("dataset", "CBIS-DDSM"))
+    write_claims_page(Path(params["out_dir"]), out_dir / "claims.md", profile, label)
+    if out_dir == repo / "book" / "chapters":
+        write_seeds_page(out_dir, profile, label)
     return records
+
+
+def run_seeds(profile: str = "tiny", params: dict | None = None, seeds: list[int] | None = None,
+              force: bool = False) -> list[dict]:
+    """Re-execute the chapters of ``BookConfig.seed_chapters`` at other dataset seeds (``BookConfig.other_seeds``):
+    each seed's notebooks and results go to ``book/chapters/seeds/seed_<N>/`` (outside the book's table of
+    contents); then the page of findings across seeds is rewritten."""
+    prof = resolve(profile)
+    chapters = _repo() / "book" / "chapters"
+    records = []
+    for s in seeds if seeds is not None else prof.book.other_seeds:
+        print(f"[book] dataset seed {s}: chapters {', '.join(prof.book.seed_chapters)}", flush=True)
+        records += run_notebooks(profile, {**(params or {}), "seed": s}, list(prof.book.seed_chapters), force,
+                                 out_dir=chapters / "seeds" / f"seed_{s}")
+    write_seeds_page(chapters, profile, dataset_label((params or {}).get("data_dir"), "CBIS-DDSM"))
+    return records
+
+
+def seed_findings(chapters_dir: Path, profile: str) -> pd.DataFrame:
+    """One row per finding of the seed chapters (each claim: verdict and paired difference [95% CI]; chapter 4's
+    MIP attention enrichment), one column per dataset seed run (the book's own results first)."""
+    prof = resolve(profile)
+    runs = {"0 (the book)": chapters_dir / "results"}
+    for d in sorted((chapters_dir / "seeds").glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
+        runs[d.name.split("_")[1]] = d / "results"
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for label, res in runs.items():
+        if not res.is_dir():
+            continue
+        for c in claims.load(res):
+            if c.chapter[:2] in prof.book.seed_chapters:
+                e = claims.evidence(c, prof.eval.bootstrap)
+                rows.setdefault((c.chapter, c.statement), {})[label] = (
+                    f"{e['verdict']}: {e['metric_a']:.3f} vs {e['metric_b']:.3f}, "
+                    f"{e['diff']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]")
+        loc = res / "04_whole_image" / "localisation.csv"
+        if loc.is_file():
+            for r in pd.read_csv(loc).itertuples():
+                rows.setdefault(("04_whole_image", f"MIP attention enrichment on malignant lesions: {r.model}"),
+                                {})[label] = f"{r.enrichment:.2f}"
+    return pd.DataFrame([{"chapter": k[0], "finding": k[1], **{f"seed {lab}": v.get(lab, "not run") for lab in runs}}
+                         for k, v in rows.items()])
+
+
+def write_seeds_page(chapters_dir: Path, profile: str, dataset: str) -> Path:
+    """The book's page of the seed chapters' findings at every dataset seed that was run (:func:`seed_findings`)."""
+    prof = resolve(profile)
+    df = seed_findings(chapters_dir, profile)
+    seeds = " ".join(str(s) for s in prof.book.other_seeds)
+    lines = ["# Across dataset seeds", "",
+             f"A finding of one synthetic dataset may be luck. The dataset seed draws a new set of patients, lesions "
+             f"and splits, and seeds pretraining and evaluation; chapters {', '.join(prof.book.seed_chapters)} are "
+             f"re-executed at other seeds by `mammossl book seeds --profile {profile}` (seeds {seeds}). Each cell is "
+             f"the verdict, model *a* vs model *b*, and the paired difference with its 95% interval over test "
+             f"patients, recomputed from that run's saved predictions when this page was written. Profile: "
+             f"**{profile}**; data: **{dataset}** (synthetic at every seed unless a data folder was given).", ""]
+    if len(df) and len(df.columns) > 3:
+        lines += [df.to_markdown(index=False), ""]
+    elif len(df):
+        lines += [f"Only the book's own seed was run for this build; run `mammossl book seeds --profile {profile}` "
+                  f"to add seeds {seeds}.", "", df.to_markdown(index=False), ""]
+    else:
+        lines += ["No chapter of this build recorded a finding for this page.", ""]
+    page = chapters_dir / "seeds.md"
+    page.write_text("\n".join(lines))
+    return page
 
 
 def write_claims_page(results_dir: Path, page: Path, profile: str, dataset: str) -> Path:
@@ -113,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="mammossl book", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["run", "build", "all"])
+    ap.add_argument("action", choices=["run", "build", "all", "seeds"],
+                    help="run: execute the notebooks; build: the HTML; all: both; seeds: the seed chapters at other "
+                         "dataset seeds (then `build` again)")
+    ap.add_argument("--seeds", nargs="*", type=int, default=None, help="dataset seeds for `seeds` (default: the "
+                    "profile's BookConfig.other_seeds)")
     ap.add_argument("--profile", default="tiny", choices=["tiny", "paper"])
     ap.add_argument("--data-dir", default=None, help="a prepared CBIS-DDSM dataset (default: synthetic)")
     ap.add_argument("--cmmd-dir", default=None, help="a prepared CMMD dataset (default: synthetic)")
@@ -125,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.action in ("run", "all"):
             run_notebooks(a.profile, params, a.only, a.force)
+        if a.action == "seeds":
+            run_seeds(a.profile, params, a.seeds, a.force)
         if a.action in ("build", "all"):
             print(f"[book] HTML in {build()}")
     except NotebookError as e:

@@ -58,3 +58,26 @@ def test_annotated_patch_predictions_pair_by_image_and_lesion(tmp_path):
                      [str(tmp_path / "b" / "predictions.csv")], metric="accuracy")
     e = claims.evidence(c, n_boot=50)
     assert e["images"] == 6 and e["metric_a"] == 1.0 and e["metric_b"] == pytest.approx(4 / 6)
+
+
+def test_seed_page_has_one_column_per_seed_run(tmp_path):
+    """The page across dataset seeds: the book's results and each seed folder's, recomputed from their predictions."""
+    from mammossl_core.book import seed_findings, write_seeds_page
+
+    rng = np.random.default_rng(1)
+    n = 120
+    labels = (rng.random(n) < 0.4).astype(int)
+    patients = [f"P{k // 3}" for k in range(n)]
+    chapters = tmp_path / "chapters"
+    for results, good in ((chapters / "results", True), (chapters / "seeds" / "seed_2" / "results", False)):
+        a = _predictions(results / "runs" / "a.csv", labels + rng.normal(0, 0.4 if good else 3, n), labels, patients)
+        b = _predictions(results / "runs" / "b.csv", rng.normal(0, 1, n), labels, patients)
+        claims.record(results, claims.Claim("04_whole_image", "a beats b", "", "a", [a], "b", [b]))
+        claims.record(results, claims.Claim("01_augmentations", "not a seed chapter", "", "a", [a], "b", [b]))
+        (results / "04_whole_image" / "localisation.csv").write_text("model,enrichment\nBYOL (frozen) + MIP,3.5\n")
+    df = seed_findings(chapters, "tiny")
+    assert list(df.columns) == ["chapter", "finding", "seed 0 (the book)", "seed 2"]
+    assert list(df.finding) == ["a beats b", "MIP attention enrichment on malignant lesions: BYOL (frozen) + MIP"]
+    assert df.iloc[0]["seed 0 (the book)"].startswith("holds") and not df.iloc[0]["seed 2"].startswith("holds")
+    assert df.iloc[1]["seed 2"] == "3.50"
+    assert "| seed 2" in write_seeds_page(chapters, "tiny", "synthetic").read_text()
