@@ -29,6 +29,21 @@ def cmd_synth(a: argparse.Namespace) -> int:
     from .data.synthetic import synthesize
 
     overrides = {k: v for k, v in (("lesion_contrast", a.lesion_contrast), ("lesion_size", a.lesion_size)) if v is not None}
+    if a.format == "dicom":  # the prepared dataset goes beside the tree, the DICOM files under --out
+        import tempfile
+        from pathlib import Path
+
+        from .data.dicom_export import write_dicom_tree
+
+        with tempfile.TemporaryDirectory(dir=Path(a.out).parent if Path(a.out).parent.exists() else None) as tmp:
+            prepared = synthesize(Path(tmp) / "prepared", patients=a.patients, seed=a.seed, profile=a.profile,
+                                  domain=a.domain, workers=a.workers, **overrides)
+            counts = json.loads((prepared / "dataset.json").read_text())["counts"]
+            root = write_dicom_tree(prepared, a.out)
+        print(json.dumps(counts, indent=2))
+        print(f"DICOM files under {root}, breast labels in {root / 'labels.csv'}; next: mammossl prepare folder "
+              f"--dicom-root {root} --labels {root / 'labels.csv'} --out DIR")
+        return 0
     out = synthesize(a.out, patients=a.patients, seed=a.seed, profile=a.profile, domain=a.domain,
                      workers=a.workers, **overrides)
     print(json.dumps(json.loads((out / "dataset.json").read_text())["counts"], indent=2))
@@ -69,13 +84,31 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         from .data.cbis_ddsm import prepare_cbis_ddsm
 
         s = prepare_cbis_ddsm(a.dicom_root, a.csv_dir, a.out, a.profile, a.seed, a.workers)
-    else:
+    elif a.dataset == "cmmd":
         from .data.cmmd import prepare_cmmd
 
         s = prepare_cmmd(a.dicom_root, a.clinical, a.out, a.profile, a.seed, a.keep_unlabeled, a.workers)
-    print(json.dumps({k: s[k] for k in ("counts", "paper_counts", "written", "skipped", "failed")}, indent=2))
+    else:
+        from .data.folder import prepare_folder
+
+        s = prepare_folder(a.dicom_root, a.out, a.profile, a.labels, a.seed, a.workers, a.domain, a.raw,
+                           a.allow_processing, a.allow_multiframe)
+        print(s["split_note"])
+    print(json.dumps({k: s[k] for k in ("counts", "paper_counts", "written", "skipped", "failed") if k in s},
+                     indent=2))
     if s["failed"]:
         print(f"mammossl prepare: {s['failed']} file(s) failed; see {a.out}/report.csv", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from .predict import predict
+
+    s = predict(a.model, a.input, a.out, device=a.device, batch_size=a.batch_size, raw=a.raw)
+    print(json.dumps(s, indent=2))
+    if s["failed"]:
+        print(f"mammossl predict: {s['failed']} file(s) could not be scored; see {a.out}/report.csv", file=sys.stderr)
         return 1
     return 0
 
@@ -143,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lesion-contrast", type=float, default=None, help="difficulty: lesion contrast")
     p.add_argument("--lesion-size", type=float, default=None, help="difficulty: lesion size multiplier")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--format", choices=["png", "dicom"], default="png",
+                   help="png: a prepared dataset at --out; dicom: mammography DICOM files in a TCIA-like tree at "
+                        "--out (for `mammossl prepare folder` and `mammossl predict`)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("tiles", help="build the 16-bit tile store and a tile index (paper III.C)")
@@ -171,6 +207,33 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--keep-unlabeled", action="store_true",
                    help="keep images of breasts the table does not name, unlabelled, for SSL pretraining")
     _add_prepare_common(q)
+    q = psub.add_parser("folder", help="any folder of mammography DICOMs (a hospital export); labels optional",
+                        description="Convert every mammography DICOM under --dicom-root (patient, laterality and view "
+                        "from the headers; modality and VOI LUTs applied, MONOCHROME1 inverted, 16 bits kept) into a "
+                        "prepared dataset. Without --labels (or with too few labelled patients to split) every image "
+                        "is 'unlabeled': pretraining and prediction only.")
+    q.add_argument("--dicom-root", required=True, help="folder holding the DICOM files (any depth)")
+    q.add_argument("--labels", default=None, help="CSV with patient_id, laterality (L/R), label (0/1) per breast")
+    q.add_argument("--domain", choices=["cmmd", "ddsm"], default="cmmd",
+                   help="image size of the profile to use: cmmd (digital, default) or ddsm (film)")
+    q.add_argument("--raw", action="store_true", help="keep the stored values (no modality/VOI LUT)")
+    q.add_argument("--allow-processing", action="store_true", help="also convert FOR PROCESSING images")
+    q.add_argument("--allow-multiframe", action="store_true",
+                   help="convert multi-frame files (tomosynthesis) by their central frame")
+    _add_prepare_common(q)
+
+    p = sub.add_parser("predict", help="score your own mammograms with a trained classifier; attention overlays",
+                       description="Score DICOM files, 16-bit PNGs or a prepared dataset's images.csv with a trained "
+                       "whole-image classifier (the --out of `mammossl evaluate linear|finetune|supervised`). "
+                       "Writes predictions.csv (per image), breasts.csv (per breast), overlays/ (MIP and SA) and "
+                       "index.html; files that cannot be read are listed in report.csv and the exit code is 1.")
+    p.add_argument("--model", required=True, help="evaluation output directory (result.json + head.pt/model.pt)")
+    p.add_argument("--input", required=True, help="a DICOM or PNG file, a folder of them, or a dataset's images.csv")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--raw", action="store_true", help="DICOM: keep the stored values (no modality/VOI LUT)")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="linear evaluation, finetuning, supervised baseline, annotated patches")
     p.add_argument("protocol", choices=["linear", "finetune", "supervised", "patches"])

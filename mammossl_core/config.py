@@ -185,6 +185,10 @@ class BookConfig:
     #: seed is the chapters' ``seed`` parameter, 0)
     seed_chapters: tuple[str, ...] = ("04", "05")
     other_seeds: tuple[int, ...] = (1, 2)
+    #: chapter 9: patients of the book's dataset written as DICOM files (2 patients: 8 films), and the pretraining
+    #: steps on them
+    own_patients: int = 2
+    own_pretrain_steps: int = 20
 
 
 @dataclass(frozen=True)

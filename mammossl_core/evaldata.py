@@ -42,6 +42,9 @@ def load_eval_data(data: str | os.PathLike, split: str = "split") -> EvalData:
     A dataset without labels (every label -1, e.g. a folder of unlabelled DICOMs) is refused with a
     :class:`DataError`: it serves pretraining only."""
     ds = PreparedDataset(data)
+    if not ((ds.images.label >= 0) & ds.images.split.isin(["train", "val", "test"])).any():
+        raise DataError(f"{ds.root / 'images.csv'}: no labelled image in a train/val/test split; an unlabelled "
+                        "dataset serves pretraining only")
     store = ImageStore(data)
     table = ds.images[["image_id", "patient_id", "label", "split"]].copy()
     if split != "split":

@@ -27,7 +27,7 @@ def browser():
 
 
 def test_every_chapter_is_built():
-    assert len(CHAPTERS) == 9, [c.name for c in CHAPTERS]  # claims.html is checked below
+    assert len(CHAPTERS) == 10, [c.name for c in CHAPTERS]  # claims.html and seeds.html are checked below
 
 
 @pytest.mark.parametrize("page", CHAPTERS, ids=lambda p: p.stem)
@@ -68,4 +68,15 @@ def test_claims_page_lists_every_verdict(browser):
     assert tab.locator("main table").count() == 1 and "Claim checks" in body
     assert any(v in body for v in ("holds", "not shown at this size", "contradicted"))
     tab.screenshot(path=str(Path(__file__).parent / "screenshots" / "claims.png"), full_page=True)
+    tab.close()
+
+
+def test_seeds_page_has_the_book_seed_column(browser):
+    page = BUILD / "chapters" / "seeds.html"
+    assert page.is_file()
+    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    tab.goto(page.as_uri())
+    body = tab.inner_text("main")
+    assert "Across dataset seeds" in body and "seed 0 (the book)" in body
+    assert tab.locator("main table").count() == 1
     tab.close()

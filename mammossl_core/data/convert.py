@@ -41,7 +41,7 @@ def convert_job(job: dict) -> list[dict]:
                  "reason": "no DICOM file found for this image"}]
     for path in candidates:  # the largest non-mask image of the series is the mammogram
         try:
-            d = read_dicom(path)
+            d = read_dicom(path, **job.get("read", {}))
         except DicomError as e:
             rows.append({"image_id": iid, "file": str(path), "status": "failed", "reason": str(e)})
             continue
@@ -59,7 +59,7 @@ def convert_job(job: dict) -> list[dict]:
         mask, why = None, "no ROI DICOM found"
         for p in les["roi"]:
             try:
-                m = read_dicom(p).pixels
+                m = read_dicom(p, raw=True, check_modality=False).pixels
             except DicomError as e:
                 why = str(e)
                 continue

@@ -157,17 +157,22 @@ class PreparedDataset:
 
 
 def write_dataset(out: str | os.PathLike, images: pd.DataFrame, lesions: pd.DataFrame, meta: dict,
-                  ratios: tuple[int, int, int], folds: int, seed: int) -> dict:
+                  ratios: tuple[int, int, int], folds: int, seed: int, split: bool = True) -> dict:
     """Finish a prepared dataset, the same way for every source: the patient-level split of the labelled images
     (``split``; images with label -1 get ``unlabeled``), ``folds.csv``, ``lesions.csv``, ``images.csv``, then
     ``dataset.json`` (``meta`` plus the layout version and split counts) written last, so that its presence means
-    the dataset is complete. Returns what ``dataset.json`` holds."""
+    the dataset is complete. Returns what ``dataset.json`` holds. ``split=False`` (a DICOM folder with too few
+    labelled patients) marks every image ``unlabeled`` and writes an empty ``folds.csv``."""
     out = Path(out)
-    labelled = images[images.label >= 0]
+    labelled = images[images.label >= 0] if split else images.iloc[:0]
     images = images.assign(split=images.image_id.map(
-        pd.Series(assign_splits(labelled, ratios, seed).to_numpy(), index=labelled.image_id)).fillna("unlabeled"))
+        pd.Series(assign_splits(labelled, ratios, seed).to_numpy() if len(labelled) else [],
+                  index=labelled.image_id, dtype=object)).astype(object).fillna("unlabeled"))
     write_csv(out / "lesions.csv", lesions if len(lesions.columns) else pd.DataFrame(columns=LESION_COLUMNS))
-    write_folds(out / "folds.csv", images[images.label >= 0], folds, seed)
+    if len(labelled):
+        write_folds(out / "folds.csv", labelled, folds, seed)
+    else:
+        write_csv(out / "folds.csv", pd.DataFrame(columns=["image_id", "patient_id"]))
     write_csv(out / "images.csv", images)
     counts = {**meta.get("counts", {}), "splits": images.split.value_counts().sort_index().to_dict()}
     meta = {**meta, "layout_version": LAYOUT_VERSION, "split_ratios": list(ratios), "counts": counts}
