@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..paper import COUNTS
 from ..config import Profile, image_size, resolve
-from .convert import run_jobs, summarise
+from .convert import convert_all
 from .dicom import find_dicoms
 from .layout import DataError, write_dataset
 
@@ -100,11 +100,9 @@ def prepare_cbis_ddsm(dicom_root: str | os.PathLike, csv_dir: str | os.PathLike,
                 "assessment": r.assessment, "subtlety": r.subtlety, "breast_density": r.breast_density})
         jobs.append({"image_id": image_id, "full": index.get(image_id, []), "expected": g.image_file_path.iloc[0],
                      "lesions": lesions, "out": str(out), "size": size})
-    report = run_jobs(jobs, workers, desc="CBIS-DDSM")
-    counts = summarise(report, out)
+    report, counts, ok_images = convert_all(jobs, out, workers, "CBIS-DDSM")
 
     first = desc.groupby("image_id").first()
-    ok_images = set(report[(report.lesion_id.isna()) & report.status.isin(["written", "skipped"])].image_id)
     images = pd.DataFrame({
         "image_id": first.index, "patient_id": first.patient_id.to_numpy(),
         "laterality": first.left_or_right_breast.str[0].to_numpy(), "view": first.image_view.to_numpy(),

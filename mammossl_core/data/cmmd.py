@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..paper import COUNTS
 from ..config import Profile, image_size, resolve
-from .convert import run_jobs, summarise
+from .convert import convert_all
 from .dicom import DicomError, find_dicoms, laterality_and_view, read_header
 from .layout import LESION_COLUMNS, DataError, write_dataset
 
@@ -88,10 +88,7 @@ def prepare_cmmd(dicom_root: str | os.PathLike, clinical: str | os.PathLike, out
                          "label": -1 if label is None else int(label), "path": f"images/{iid}.png",
                          "dicom": str(f)})
             jobs.append({"image_id": iid, "full": [f], "lesions": [], "out": str(out), "size": size})
-    report = run_jobs(jobs, workers, desc="CMMD")
-    report = pd.concat([report, pd.DataFrame(failures)], ignore_index=True) if failures else report
-    counts = summarise(report, out)
-    ok = set(report[report.status.isin(["written", "skipped"])].image_id)
+    report, counts, ok = convert_all(jobs, out, workers, "CMMD", failures)
     images = pd.DataFrame(rows)
     images = images[images.image_id.isin(ok)].reset_index(drop=True)
     labelled = images[images.label >= 0].copy()

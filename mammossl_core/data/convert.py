@@ -107,3 +107,16 @@ def summarise(report: pd.DataFrame, out: Path) -> dict:
     counts = report.status.value_counts().to_dict()
     return {"written": int(counts.get("written", 0)), "skipped": int(counts.get("skipped", 0)),
             "failed": int(counts.get("failed", 0))}
+
+
+def convert_all(jobs: list[dict], out: Path, workers: int | None, desc: str,
+                failures: list[dict] | None = None) -> tuple[pd.DataFrame, dict, set[str]]:
+    """Run the jobs (:func:`run_jobs`), add the files refused before conversion (``failures``), write
+    ``report.csv``; returns the report, the counts (:func:`summarise`) and the ids of the images now on disk."""
+    report = run_jobs(jobs, workers, desc=desc)
+    if failures:
+        report = pd.concat([report, pd.DataFrame(failures)], ignore_index=True)
+    counts = summarise(report, Path(out))
+    whole = report.lesion_id.isna() | (report.lesion_id == "")
+    ok = set(report[whole & report.status.isin(["written", "skipped"])].image_id)
+    return report, counts, ok

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import Profile, image_size, resolve
-from .convert import run_jobs, summarise
+from .convert import convert_all
 from .dicom import MAMMO_MODALITIES, DicomError, laterality_and_view, read_header
 from .layout import LESION_COLUMNS, DataError, write_dataset
 
@@ -94,10 +94,7 @@ def prepare_folder(dicom_root: str | os.PathLike, out: str | os.PathLike, profil
         raise DataError(f"{root}: no mammography DICOM file with a laterality tag"
                         + (f" ({len(failures)} file(s) refused; first: {failures[0]['reason']})" if failures else ""))
     out.mkdir(parents=True, exist_ok=True)
-    report = run_jobs(jobs, workers, desc="DICOM folder")
-    report = pd.concat([report, pd.DataFrame(failures)], ignore_index=True) if failures else report
-    counts = summarise(report, out)
-    ok = set(report[report.status.isin(["written", "skipped"])].image_id)
+    _, counts, ok = convert_all(jobs, out, workers, "DICOM folder", failures)
     images = pd.DataFrame(rows)
     images = images[images.image_id.isin(ok)].reset_index(drop=True)
     if images.empty:
