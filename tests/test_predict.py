@@ -134,3 +134,15 @@ def test_synth_writes_a_dicom_tree(tmp_path):
 
     kinds = {pydicom.dcmread(f, stop_before_pixels=True).PhotometricInterpretation for f in files}
     assert kinds == {"MONOCHROME1", "MONOCHROME2"}
+
+
+def test_a_folder_with_nothing_usable_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no images here")
+    with pytest.raises(DataError, match="no mammography DICOM"):
+        prepare_folder(tmp_path / "empty", tmp_path / "ds", "tiny")
+    assert not (tmp_path / "ds" / "dataset.json").exists()
+    from mammossl_core.predict import _items
+
+    with pytest.raises(DataError, match="no DICOM .* or PNG file"):
+        _items(tmp_path / "empty")
