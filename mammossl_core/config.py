@@ -49,13 +49,27 @@ class SynthConfig:
     #: share of breasts carrying a malignant / a benign lesion (the rest are normal)
     malignant_fraction: float = 0.4
     benign_fraction: float = 0.35
-    #: difficulty: lesion contrast against the surrounding tissue (fraction of the breast signal); calibrated so that
-    #: the tiny-profile supervised baseline reaches a test AUC of 0.83 (README, "Calibration")
-    lesion_contrast: float = 0.2
+    #: difficulty: lesion contrast against the surrounding tissue (fraction of the breast signal). Generator 2.0:
+    #: 0.27 keeps the median lesion contrast-to-noise of tiny malignant and benign lesions at that of generator 1.0
+    #: at 0.2 (1.07, measured against a ring around each lesion; 0.2 gives 0.84 on the new tissue)
+    lesion_contrast: float = 0.27
     #: difficulty: lesion size multiplier (1.0 = masses of 18-40 px radius at 1152 rows)
     lesion_size: float = 2.0
     #: power-law exponent of the fibroglandular texture spectrum (1/f^beta, measured ~3 in real films)
     texture_beta: float = 3.0
+    #: share of malignant lesions drawn as an architectural distortion (spicules and pulled-in tissue, no mass)
+    distortion_share: float = 0.1
+
+
+#: texture and intensity of real films, the realism targets of the synthetic generator: 8 CBIS-DDSM full mammograms
+#: averaged down by 4 (about 1152x896), measured with ``shared/realfmt/texture_stats.py`` (its README): per-image
+#: median spectral slope 2.97-3.29 (the range asked of the generator: 2.9-3.3), breast 18-35% of the film, breast
+#: intensity percentiles about 0.11 / 0.43 / 0.70 of the 16-bit range ("about": +-0.05 is accepted)
+REAL_FILMS = {
+    "ranges": {"beta": (2.9, 3.3), "breast_fraction": (0.18, 0.35), "p5": (0.11, 0.11), "p50": (0.43, 0.43),
+               "p95": (0.70, 0.70)},
+    "tolerance": {"beta": 0.0, "breast_fraction": 0.0, "p5": 0.05, "p50": 0.05, "p95": 0.05},
+}
 
 
 @dataclass(frozen=True)
@@ -189,6 +203,8 @@ class BookConfig:
     #: steps on them
     own_patients: int = 2
     own_pretrain_steps: int = 20
+    #: chapter 0: synthetic patients per domain rendered at the paper size for the texture comparison with real films
+    texture_patients: int = 3
 
 
 @dataclass(frozen=True)

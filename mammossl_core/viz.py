@@ -86,3 +86,42 @@ def weight_change_figure(summaries: dict):
     axes[0, 0].set_ylabel("relative change during pretraining")
     fig.tight_layout()
     return fig
+
+
+def anatomy_figure(seed: int = 0, profile: str = "paper", domain: str = "ddsm", density: str = "c"):
+    """A synthetic CC and MLO view of one breast at ``profile``'s size, each beside a drawing of what the generator
+    put where (subcutaneous fat, fibroglandular tissue, strands and ducts, lobule septa, pectoral muscle, skin line,
+    nipple), so that a reader can tell which part of the picture is which."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from .data.synthetic import SynthParams, draw_anatomy, render_image
+
+    params = SynthParams.of(profile, domain)
+    rng = np.random.default_rng(seed)
+    anatomy = draw_anatomy(rng, density)
+    colours = {"subcutaneous fat": (0.95, 0.85, 0.35), "fibroglandular tissue": (0.85, 0.35, 0.55),
+               "strands and ducts": (0.2, 0.6, 0.95), "lobule septa (Cooper's ligaments)": (0.3, 0.8, 0.4),
+               "pectoral muscle": (0.55, 0.3, 0.15), "skin line": (0.75, 0.75, 0.75), "nipple": (1.0, 0.5, 0.0)}
+    fig, axes = plt.subplots(1, 4, figsize=(13, 4.6))
+    for k, view in enumerate(("CC", "MLO")):
+        parts: dict = {}
+        img, breast, _ = render_image(params, view, density, [], rng, anatomy, parts)
+        drawing = np.zeros(img.shape + (3,))
+        drawing[breast] = (0.22, 0.22, 0.22)  # fat (lobule interiors)
+        for name, colour in colours.items():  # later parts drawn over earlier ones
+            if name in parts:
+                drawing[parts[name]] = colour
+        cols = np.nonzero(breast.any(0))[0]
+        right = min(img.shape[1], int(cols.max() * 1.1) + 1) if len(cols) else img.shape[1]
+        axes[2 * k].imshow(img[:, :right] / 65535, cmap="gray", vmin=0, vmax=1)
+        axes[2 * k].set_title(f"synthetic {view} ({domain}, density {density})")
+        axes[2 * k + 1].imshow(drawing[:, :right])
+        axes[2 * k + 1].set_title(f"what is where ({view})")
+    for ax in axes:
+        ax.set_axis_off()
+    handles = [Patch(color=(0.22, 0.22, 0.22), label="fat lobules")]
+    handles += [Patch(color=c, label=n) for n, c in colours.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig

@@ -1,6 +1,7 @@
 import hashlib
 
 import numpy as np
+from scipy import ndimage
 
 from mammossl_core.data.layout import PreparedDataset, read_mask, read_png16
 from mammossl_core.data.synthetic import power_law_noise, synthesize
@@ -77,3 +78,75 @@ def test_domains_differ(tmp_path):
     assert ia.shape != ib.shape
     # film has a bright film-edge band on the right, digital has a clean background
     assert ia[:, -1].mean() > 30000 and ib[:, -1].max() == 0
+
+
+def _shared_estimator():
+    import importlib.util
+
+    from nbia_fixtures import REALFMT
+
+    spec = importlib.util.spec_from_file_location("texture_stats_shared", REALFMT / "texture_stats.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_texture_and_intensity_fall_in_the_real_films_ranges():
+    """Generator 2.0 at the paper size, both domains, measured with the real-film estimator: median spectral slope,
+    breast share and intensity percentiles inside ``REAL_FILMS`` (2026-11-27: ddsm beta 3.15, cmmd 3.18)."""
+    from mammossl_core.config import REAL_FILMS
+    from mammossl_core.data.texture import compare_with_real, synthetic_texture
+
+    tables = {d: synthetic_texture(3, 11, d) for d in ("ddsm", "cmmd")}
+    table = compare_with_real(tables)
+    print(table.to_string())
+    assert (table[["ddsm in range", "cmmd in range"]] == "yes").all().all(), table.to_string()
+    for t in tables.values():  # enough windows fit inside every breast for the slope to mean something
+        assert t.beta.notna().all() and len(t) >= 6
+    assert REAL_FILMS["ranges"]["beta"] == (2.9, 3.3)
+
+
+def test_package_estimator_is_the_shared_one():
+    from mammossl_core.data.synthetic import SynthParams, render_image
+    from mammossl_core.data.texture import texture_stats
+
+    shared = _shared_estimator()
+    rng = np.random.default_rng(3)
+    img, _, _ = render_image(SynthParams.of("paper"), "MLO", "b", [], rng)
+    assert texture_stats(img) == shared.stats(img.astype(np.float64))
+
+
+def test_views_of_a_breast_share_anatomy_and_lesion():
+    """CC and MLO of one breast: the same density, breast depth (nipple distance from the chest wall, within the
+    MLO's compression allowance) and lesion at the same depth from the chest wall."""
+    from mammossl_core.data.synthetic import SynthParams, breast_shape, draw_anatomy, generate_images
+
+    rng = np.random.default_rng(0)
+    anatomy = draw_anatomy(rng, "c")
+    _, _, cc = breast_shape("CC", 1152, 896, rng, anatomy)
+    _, _, mlo = breast_shape("MLO", 1152, 896, rng, anatomy)
+    assert abs(mlo["nipple"][1] / cc["nipple"][1] - 1.04) < 0.12
+    params = SynthParams.of("tiny", malignant_fraction=1.0, benign_fraction=0.0)
+    for i in range(6):
+        views = list(generate_images(i, 5, params))
+        for side in {r["laterality"] for r, *_ in views}:
+            pair = [(r, m) for r, _, _, m in views if r["laterality"] == side]
+            assert [r["view"] for r, _ in pair] == ["CC", "MLO"] and pair[0][0]["density"] == pair[1][0]["density"]
+            cols = [np.nonzero(m[0])[1].mean() / params.width for _, m in pair]
+            assert abs(cols[0] - cols[1]) < 0.2
+
+
+def test_spiculated_lesions_pull_the_tissue_in():
+    """A spiculated mass or an architectural distortion retracts the surrounding tissue: the image around it differs
+    from the same breast without the retraction beyond the lesion's own footprint."""
+    from mammossl_core.data import synthetic as S
+
+    params = S.SynthParams.of("paper", lesion_contrast=0.0)  # no lesion signal: only the retraction is left
+    lesion = {"kind": "mass", "pathology": "malignant", "shape": "distortion", "radius": 30.0, "dot": 0.0,
+              "depth": 0.5, "offset_cc": 0.0, "offset_mlo": 0.0, "shape_seed": 1}
+    anatomy = S.draw_anatomy(np.random.default_rng(1), "b")
+    with_d, _, (mask,) = S.render_image(params, "CC", "b", [lesion], np.random.default_rng(2), anatomy)
+    without, _, _ = S.render_image(params, "CC", "b", [], np.random.default_rng(2), anatomy)
+    diff = np.abs(with_d.astype(float) - without.astype(float))
+    ring = ndimage.binary_dilation(mask, iterations=20) & ~mask
+    assert diff[ring].mean() > 500 and diff[~ndimage.binary_dilation(mask, iterations=150)].mean() < 50

@@ -3,15 +3,21 @@
 No real mammogram can be downloaded where this project is built, so every experiment runs by default on
 synthetic screening exams that mimic what matters for the paper (section III):
 
-* anatomy: a breast attached to the chest wall on the left of the image (the project's orientation
-  convention), a skin line with thickness fall-off, the pectoral muscle on MLO views, and fibroglandular
-  texture with a power-law spectrum ``1/f^beta`` (beta ~ 3, as measured on real films) at a BI-RADS density a-d;
-* lesions with masks: masses (benign round/oval and circumscribed, malignant irregular or spiculated with
-  ill-defined margins) and calcification clusters (benign coarse and scattered, malignant fine, pleomorphic and
-  clustered); a lesion appears in both the CC and MLO view of its breast; lesions cover a small part of the
+* anatomy (generator 2.0, after the ideas of procedural breast phantoms such as VICTRE's breastPhantom and OpenVCT,
+  reduced to a fast 2-D projection): a breast attached to the chest wall on the left of the image (the project's
+  orientation convention) with a nipple, a compressed-thickness fall-off that darkens it towards a thin skin line, a
+  subcutaneous fat layer, a fibroglandular cone behind the nipple that is denser towards the chest wall (BI-RADS
+  density a-d = its share of the breast) with a ``1/f^beta`` texture, fibrous strands and ducts converging on the
+  nipple, fat lobules bounded by Cooper's ligaments, and on MLO views the pectoral muscle with a soft convex edge; the
+  two views of a breast share its size, density and tissue seed (:func:`draw_anatomy`). Measured with the real-film
+  estimator (:mod:`mammossl_core.data.texture`) at the paper size, slope and intensity fall in the real films' ranges;
+* lesions with masks: masses (benign round/oval and circumscribed, malignant irregular with margins that fade into
+  the tissue, or spiculated: curved spicules and tissue pulled in towards the mass), architectural distortion
+  (spicules and retraction around a faint centre, filed as a mass of shape "distortion") and calcification clusters (benign coarse and
+  scattered, malignant fine pleomorphic or fine linear, clustered); a lesion appears in both the CC and MLO view of its breast; lesions cover a small part of the
   image (the "needle in a haystack" of the paper);
-* two acquisition domains (paper Fig. 7): ``ddsm`` (scanned film: non-linear film response, grain, film-edge
-  bands and burned-in labels) and ``cmmd`` (full-field digital).
+* two acquisition domains (paper Fig. 7): ``ddsm`` (scanned film: non-linear film response, fine grain, film-edge
+  bands and burned-in labels) and ``cmmd`` (full-field digital: linear processing, quantum noise, clean background).
 
 Every patient is drawn from its own random stream ``(seed, patient index)``, so files are byte-identical for the
 same arguments whatever the number of worker processes.
@@ -31,7 +37,7 @@ from tqdm.auto import tqdm
 from ..config import Profile, image_size, resolve
 from .layout import write_dataset, write_mask, write_png16
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 DENSITY_FRACTION = {"a": 0.12, "b": 0.28, "c": 0.5, "d": 0.72}
 
 
@@ -48,6 +54,7 @@ class SynthParams:
     lesion_contrast: float
     lesion_size: float
     texture_beta: float
+    distortion_share: float
 
     @classmethod
     def of(cls, profile: str | Profile | None = None, domain: str = "ddsm", **overrides) -> "SynthParams":
@@ -58,7 +65,8 @@ class SynthParams:
         c = prof.synth
         values = dict(height=h, width=w, domain=domain, malignant_fraction=c.malignant_fraction,
                       benign_fraction=c.benign_fraction, lesion_contrast=c.lesion_contrast,
-                      lesion_size=c.lesion_size, texture_beta=c.texture_beta)
+                      lesion_size=c.lesion_size, texture_beta=c.texture_beta,
+                      distortion_share=c.distortion_share)
         bad = set(overrides) - set(values)
         if bad:
             raise ValueError(f"unknown synthetic parameter(s) {sorted(bad)}; known: {sorted(values)}")
@@ -88,33 +96,144 @@ def _lowfreq_1d(n: int, rng: np.random.Generator, k: int = 4) -> np.ndarray:
     return out / k
 
 
-def breast_shape(view: str, h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Breast and pectoral-muscle masks for a CC or MLO view, chest wall at x = 0."""
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
+
+
+def draw_anatomy(rng: np.random.Generator, density: str) -> dict:
+    """What one breast keeps in both of its views: size, shape, BI-RADS density, how far the glandular cone
+    reaches, and the seed of its tissue (so that CC and MLO show the same parenchyma pattern)."""
+    return {
+        "density": density,
+        "depth": float(rng.uniform(0.44, 0.58)),  # chest wall to nipple, share of the image width (CC)
+        "half_height": float(rng.uniform(0.28, 0.36)),  # CC half height, share of the image height
+        "roundness": float(rng.uniform(1.8, 2.4)),
+        "cone": float(rng.uniform(0.45, 0.7)),  # half-angle (rad) of the fibroglandular cone behind the nipple
+        "subcutaneous": float(rng.uniform(0.025, 0.045)),  # fat layer under the skin, share of the width
+        "tissue_seed": int(rng.integers(2**31)),
+    }
+
+
+def breast_shape(view: str, h: int, w: int, rng: np.random.Generator, anatomy: dict | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Breast and pectoral-muscle masks of a CC or MLO view, chest wall at x = 0, and the geometry (outline
+    ``edge`` per row, nipple, pectoral line). The pectoral mask is the muscle's core; its soft curved edge is
+    ``geom["pect_distance"]`` (signed, pixels, > 0 inside)."""
+    anatomy = anatomy or draw_anatomy(rng, "b")
     y = np.arange(h, dtype=np.float32)
     wobble = 1.0 + 0.03 * _lowfreq_1d(h, rng)
+    xx = np.arange(w, dtype=np.float32)[None, :]
     if view == "CC":
-        cy, b = h * rng.uniform(0.45, 0.55), h * rng.uniform(0.27, 0.37)
-        a, p = w * rng.uniform(0.42, 0.60), rng.uniform(1.8, 2.4)
+        cy, b = h * rng.uniform(0.46, 0.54), h * anatomy["half_height"]
+        a, p = w * anatomy["depth"], anatomy["roundness"]
         t = np.clip(np.abs(y - cy) / b, 0, 1)
         edge = a * (1 - t**p) ** (1 / p) * wobble
         y_top, y_bot = cy - b, cy + b
-    else:  # MLO: the breast reaches the top edge (axilla) and hangs down
+    else:  # MLO: the breast reaches the top edge (axilla) and hangs down; compression makes it a little longer
         y_bot = h * rng.uniform(0.80, 0.92)
-        a = w * rng.uniform(0.42, 0.58)
+        a = w * anatomy["depth"] * 1.04
         t = np.clip((y + 0.08 * h) / (y_bot + 0.08 * h), 0, 1)
         edge = a * np.clip(np.sin(np.pi * t**0.85), 0, 1) ** 0.6 * wobble
         edge = np.maximum(edge, np.where(y < 0.2 * h, w * 0.3 * (1 - y / (0.2 * h)), 0))
         y_top = 0.0
-    xx = np.arange(w, dtype=np.float32)[None, :]
     breast = xx < edge[:, None]
+    ny = int(np.argmax(edge))
+    nx = float(edge[ny])
+    rn = max(1.5, 0.018 * w)  # the nipple: a small bump at the front of the breast
+    yy = y[:, None]
+    breast |= (yy - ny) ** 2 + (xx - nx + 0.4 * rn) ** 2 <= rn**2
+    geom = {"a": float(a), "y_top": float(y_top), "y_bot": float(y_bot), "edge": edge, "nipple": (ny, nx)}
     pect = np.zeros_like(breast)
-    geom = {"a": float(a), "y_top": float(y_top), "y_bot": float(y_bot), "edge": edge}
-    if view == "MLO":
-        pw, ph = w * rng.uniform(0.22, 0.38), h * rng.uniform(0.38, 0.6)
-        curve = rng.uniform(1.0, 1.4)
-        yy = y[:, None]
-        pect = (xx < pw * np.clip(1 - yy / ph, 0, 1) ** curve) & breast
+    geom["pect_distance"] = np.full((h, w), -1e3, np.float32)
+    if view == "MLO":  # a convex curved front edge, softened by the renderer
+        pw, ph = w * rng.uniform(0.22, 0.36), h * rng.uniform(0.40, 0.62)
+        curve = rng.uniform(0.6, 0.9)
+        front = pw * np.clip(1 - yy / ph, 0, 1) ** curve  # x of the muscle's edge on each row
+        geom["pect_distance"] = (front - xx).astype(np.float32)
+        pect = (geom["pect_distance"] > 0) & breast
     return breast, pect, geom
+
+
+def _strands(h: int, w: int, geom: dict, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """Fibrous strands and ducts converging on the nipple: thin curvilinear ridges (0..1). The zero set of a smooth
+    random field that varies slowly along the direction to the nipple and fast across it, sampled in polar
+    coordinates around the nipple with a smooth angular warp so that the strands curve."""
+    ny, nx = geom["nipple"]
+    a = geom["a"]
+    n_phi, n_r = max(96, int(700 * scale)), max(32, int(160 * scale))
+    field = ndimage.gaussian_filter(rng.standard_normal((n_phi, n_r)).astype(np.float32),
+                                    (1.3, n_r * 0.15), mode=("wrap", "nearest"))
+    field /= field.std() + 1e-6
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = np.hypot(yy - ny, xx - nx) / a
+    phi = np.arctan2(yy - ny, nx - xx) + 0.12 * power_law_noise((h, w), 4.0, rng) * np.clip(r, 0, 1)
+    coords = np.stack([(phi / (2 * np.pi) % 1.0) * n_phi, np.clip(r, 0, 1.5) / 1.5 * (n_r - 1)])
+    s = ndimage.map_coordinates(field, coords, order=1, mode="grid-wrap")
+    width = 0.35 * np.clip(r * 2.5, 0.4, 1.0)  # thinner towards the nipple, where they converge
+    return np.exp(-((s / width) ** 2)).astype(np.float32)
+
+
+def _lobules(h: int, w: int, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """Fat lobules bounded by thin connective septa (Cooper's ligaments): the ridges of a Voronoi tessellation
+    (0..1, 1 on a septum)."""
+    from scipy.spatial import cKDTree
+
+    spacing = max(6.0, 34.0 * scale)
+    n = max(8, int(h * w / spacing**2))
+    pts = rng.uniform((0, 0), (h, w), (n, 2))
+    step = 2 if scale > 0.5 else 1  # septa are smooth: half resolution is enough at the paper size
+    gy, gx = np.mgrid[0:h:step, 0:w:step]
+    d, _ = cKDTree(pts).query(np.stack([gy.ravel(), gx.ravel()], 1).astype(np.float64), k=2)
+    ridge = (d[:, 1] - d[:, 0]).reshape(gy.shape).astype(np.float32)
+    if step > 1:
+        ridge = ndimage.zoom(ridge, (h / gy.shape[0], w / gy.shape[1]), order=1)[:h, :w]
+    return np.exp(-((ridge / max(0.8, 2.2 * scale)) ** 2)).astype(np.float32)
+
+
+def tissue(view: str, geom: dict, breast: np.ndarray, anatomy: dict, params: "SynthParams",
+           parts: dict | None = None) -> np.ndarray:
+    """The breast's X-ray attenuation before compression fall-off and detector (0..~1): fat, a fibroglandular
+    cone behind the nipple that is denser towards the chest wall, BI-RADS density as the glandular share of the
+    breast, strands and ducts converging on the nipple, fat lobules with their septa, a subcutaneous fat layer and
+    the pectoral muscle (MLO) with a soft edge and its own fibres. ``parts``, when given, receives a boolean map of
+    each anatomical part (for the figure that names them)."""
+    h, w = breast.shape
+    scale = h / 1152.0
+    rng = np.random.default_rng([anatomy["tissue_seed"], 0 if view == "CC" else 1])
+    a = geom["a"]
+    ny, nx = geom["nipple"]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dist = ndimage.distance_transform_edt(breast).astype(np.float32)
+    phi = np.arctan2(yy - ny, nx - xx)
+    depth = np.clip(xx / a, 0, 1.2)  # 0 at the chest wall, 1 at the nipple
+    cone = np.exp(-0.5 * (phi / anatomy["cone"]) ** 2) * (1.15 - 0.55 * depth)
+    subq = _sigmoid((dist - anatomy["subcutaneous"] * w) / max(1.0, 0.012 * w))
+
+    texture = power_law_noise((h, w), params.texture_beta, rng)
+    strands = _strands(h, w, geom, scale, rng)
+    lobules = _lobules(h, w, scale, rng)
+    patchy = _sigmoid(2.5 * power_law_noise((h, w), 3.5, rng))  # strands show in some regions more than others
+    strands *= 0.3 + 0.7 * patchy
+    drive = 1.4 * cone * subq + 0.8 * texture + 0.25 * strands
+    inside = breast & (geom["pect_distance"] <= 0)
+    thr = np.quantile(drive[inside], 1 - DENSITY_FRACTION[anatomy["density"]])
+    gland = _sigmoid((drive - thr) / 0.3) * subq
+
+    fat = 1.0 - gland
+    signal = (0.30 + 0.38 * gland + 0.045 * strands * (0.5 + fat) + 0.05 * lobules * fat * (1.0 - 0.5 * subq)
+              + 0.035 * texture)
+    if view == "MLO":  # the muscle: denser than glands, fibres running along it, a soft convex edge
+        fibres = ndimage.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), (6 * scale + 1, 1.0))
+        muscle = 0.62 + 0.03 * texture + 0.15 * fibres
+        m = _sigmoid(geom["pect_distance"] / max(0.8, 4.0 * scale))
+        signal = signal * (1 - m) + muscle * m
+    if parts is not None:
+        pec = geom["pect_distance"] > 0
+        parts.update({"subcutaneous fat": breast & (subq < 0.5) & ~pec, "fibroglandular tissue": breast & (gland > 0.5),
+                      "strands and ducts": breast & (strands > 0.55) & ~pec,
+                      "lobule septa (Cooper's ligaments)": breast & (lobules > 0.6) & (gland < 0.5) & ~pec,
+                      "pectoral muscle": breast & pec})
+    return ndimage.gaussian_filter(signal, max(0.3, 0.4 * scale)).astype(np.float32)
 
 
 def _lesion_position(lesion: dict, view: str, geom: dict, breast: np.ndarray, pect: np.ndarray) -> tuple[int, int]:
@@ -137,60 +256,101 @@ def _lesion_position(lesion: dict, view: str, geom: dict, breast: np.ndarray, pe
     return int(rows[k]), int(cols[k])
 
 
+def _window(h: int, w: int, r0: int, c0: int, half: int) -> tuple[int, int, int, int]:
+    return max(0, r0 - half), min(h, r0 + half + 1), max(0, c0 - half), min(w, c0 + half + 1)
+
+
+def retract(signal: np.ndarray, r0: int, c0: int, radius: float, strength: float) -> None:
+    """Architectural distortion, in place: the tissue around (r0, c0) pulled towards it, so that strands bend and
+    converge on the lesion (sampling each point from further out, most strongly at ``radius``)."""
+    h, w = signal.shape
+    rs, re, cs, ce = _window(h, w, r0, c0, int(np.ceil(3.5 * radius)) + 2)
+    yy, xx = np.mgrid[rs:re, cs:ce].astype(np.float32)
+    dy, dx = yy - r0, xx - c0
+    d2 = dy**2 + dx**2
+    k = 1.0 + strength * np.exp(-d2 / (2 * (1.3 * radius) ** 2))
+    coords = np.stack([r0 + dy * k, c0 + dx * k])
+    signal[rs:re, cs:ce] = ndimage.map_coordinates(signal, coords, order=1, mode="nearest")
+
+
+def _spicules(prof: np.ndarray, dy: np.ndarray, dx: np.ndarray, R: float, n: int, rng: np.random.Generator,
+              strength: float, reach: tuple[float, float] = (1.6, 2.8)) -> None:
+    """Thin curved spicules radiating from the centre (in place, max-combined): each a random walk whose direction
+    drifts, tapering towards its tip."""
+    for ang in rng.uniform(0, 2 * np.pi, n):
+        length = R * rng.uniform(*reach)
+        steps = 24
+        turn = np.cumsum(rng.normal(0, 0.06, steps))
+        seg = length / steps
+        py, px = 0.0, 0.0
+        width0 = max(0.45, 0.07 * R)
+        for i in range(steps):
+            py += seg * np.sin(ang + turn[i])
+            px += seg * np.cos(ang + turn[i])
+            frac = 1 - i / steps
+            width = width0 * (0.4 + 0.6 * frac)
+            blob = np.exp(-0.5 * ((dy - py) ** 2 + (dx - px) ** 2) / width**2) * strength * frac
+            np.maximum(prof, blob, out=prof)
+
+
 def render_mass(lesion: dict, h: int, w: int, r0: int, c0: int, scale: float) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """Mass profile (0..1) and mask in a local window; benign round/oval, malignant irregular/spiculated."""
+    """Mass profile (0..1) and mask in a local window: benign round/oval with circumscribed margins, malignant
+    irregular (lobulated, ill-defined margins that fade into the tissue) or spiculated; an architectural
+    distortion is spicules around a faint centre (its tissue pull is :func:`retract`)."""
     rng = np.random.default_rng(lesion["shape_seed"])
     R = lesion["radius"] * scale
-    half = int(np.ceil(R * 3.2)) + 2
-    rs, re, cs, ce = max(0, r0 - half), min(h, r0 + half + 1), max(0, c0 - half), min(w, c0 + half + 1)
+    rs, re, cs, ce = _window(h, w, r0, c0, int(np.ceil(R * 3.2)) + 2)
     yy, xx = np.mgrid[rs:re, cs:ce].astype(np.float32)
     dy, dx = yy - r0, xx - c0
     theta = np.arctan2(dy, dx)
     malignant = lesion["pathology"] == "malignant"
-    aspect = rng.uniform(1.0, 1.5) if not malignant else 1.0
+    aspect = rng.uniform(1.0, 1.5) if not malignant else rng.uniform(1.0, 1.2)
     rot = rng.uniform(0, np.pi)
     u = dx * np.cos(rot) + dy * np.sin(rot)
     v = -dx * np.sin(rot) + dy * np.cos(rot)
     rad = np.sqrt((u / aspect) ** 2 + v**2)
-    if malignant:  # irregular outline: random harmonics of the radius
+    if malignant:  # irregular outline: random harmonics of the radius; a margin that blurs into the tissue
         Rt = np.ones_like(theta)
-        for k in range(2, 8):
-            Rt += rng.normal(0, 0.22 / np.sqrt(k)) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        for k in range(2, 9):
+            Rt += rng.normal(0, 0.24 / np.sqrt(k)) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
         Rt = R * np.clip(Rt, 0.5, 1.6)
-        margin = max(0.9, 0.22 * R)  # ill-defined
+        margin = max(0.9, 0.25 * R) * (1 + 0.5 * np.abs(np.cos(3 * theta + rng.uniform(0, 6.3))))
     else:
         Rt = np.full_like(theta, R)
         margin = max(0.4, 0.05 * R)  # circumscribed
-    prof = 1.0 / (1.0 + np.exp((rad - Rt) / margin))
-    prof *= 0.75 + 0.25 * np.clip(1 - rad / (Rt + 1e-6), 0, 1)
+    prof = 1.0 / (1.0 + np.exp(np.clip((rad - Rt) / margin, -50, 50)))
+    prof *= 0.8 + 0.2 * np.clip(1 - rad / (Rt + 1e-6), 0, 1)
     mask = rad <= Rt * (1.1 if malignant else 1.0)
-    if lesion["shape"] == "spiculated":
-        n = rng.integers(8, 16)
-        for ang in rng.uniform(0, 2 * np.pi, n):
-            length = R * rng.uniform(1.6, 2.8)
-            along = dx * np.cos(ang) + dy * np.sin(ang)
-            across = -dx * np.sin(ang) + dy * np.cos(ang)
-            width = max(0.5, 0.06 * R)
-            spic = np.exp(-0.5 * (across / width) ** 2) * ((along > 0) & (along < length)) * (1 - along / length)
-            prof = np.maximum(prof, 0.6 * spic)
+    if lesion["shape"] == "distortion":
+        prof *= 0.25
+        mask = rad <= R * 1.2
+    if lesion["shape"] in ("spiculated", "distortion"):
+        _spicules(prof, dy, dx, R, int(rng.integers(10, 18)), rng, 0.55)
     return prof.astype(np.float32), mask, (rs, re, cs, ce)
 
 
 def render_calcs(lesion: dict, h: int, w: int, r0: int, c0: int, scale: float) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """Calcification cluster: benign coarse, round and scattered; malignant fine, pleomorphic and clustered."""
+    """Calcification cluster: benign coarse, round and scattered; malignant fine pleomorphic or fine linear
+    (dots strung along short branching segments, as along a duct), clustered."""
     rng = np.random.default_rng(lesion["shape_seed"])
     R = lesion["radius"] * scale
-    half = int(np.ceil(R * 1.3)) + 3
-    rs, re, cs, ce = max(0, r0 - half), min(h, r0 + half + 1), max(0, c0 - half), min(w, c0 + half + 1)
+    dot = lesion["dot"] * scale
+    rs, re, cs, ce = _window(h, w, r0, c0, int(np.ceil(R * 1.3 + 4 * dot)) + 3)
     yy, xx = np.mgrid[rs:re, cs:ce].astype(np.float32)
     prof = np.zeros(yy.shape, np.float32)
     malignant = lesion["pathology"] == "malignant"
     n = rng.integers(10, 22) if malignant else rng.integers(4, 8)
-    dot = lesion["dot"] * scale
-    for _ in range(n):
+    centres = []
+    if malignant and rng.random() < 0.5:  # fine linear branching: along 2-3 segments
+        for _ in range(int(rng.integers(2, 4))):
+            ang, start = rng.uniform(0, 2 * np.pi), rng.uniform(-0.3, 0.3, 2) * R
+            for t in np.linspace(0, 0.8 * R, n // 2):
+                centres.append((r0 + start[0] + t * np.sin(ang), c0 + start[1] + t * np.cos(ang)))
+    while len(centres) < n:
         rr = R * np.sqrt(rng.uniform(0, 1)) * (0.8 if malignant else 1.0)
         ang = rng.uniform(0, 2 * np.pi)
-        py, px = r0 + rr * np.sin(ang), c0 + rr * np.cos(ang)
+        centres.append((r0 + rr * np.sin(ang), c0 + rr * np.cos(ang)))
+    for py, px in centres:
         size = dot * (rng.uniform(0.5, 1.6) if malignant else rng.uniform(0.9, 1.2))
         elong = rng.uniform(1.0, 3.0) if malignant else 1.0  # pleomorphic: elongated, varied
         rot = rng.uniform(0, np.pi)
@@ -199,7 +359,7 @@ def render_calcs(lesion: dict, h: int, w: int, r0: int, c0: int, scale: float) -
         v = -du * np.sin(rot) + dv * np.cos(rot)
         sig = max(size, 0.55)
         blob = np.exp(-0.5 * ((u / (sig * elong)) ** 2 + (v / sig) ** 2))
-        prof = np.maximum(prof, blob * rng.uniform(0.7, 1.0))
+        np.maximum(prof, blob * rng.uniform(0.7, 1.0), out=prof)
     mask = (yy - r0) ** 2 + (xx - c0) ** 2 <= (R * 1.15 + dot) ** 2
     return prof, mask, (rs, re, cs, ce)
 
@@ -211,45 +371,47 @@ def _film_response(s: np.ndarray) -> np.ndarray:
 
 
 def render_image(
-    params: SynthParams, view: str, density: str, lesions: list[dict], rng: np.random.Generator
+    params: SynthParams, view: str, density: str, lesions: list[dict], rng: np.random.Generator,
+    anatomy: dict | None = None, parts: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """One synthetic mammogram: (uint16 image, breast mask, one mask per lesion)."""
+    """One synthetic mammogram: (uint16 image, breast mask, one mask per lesion). ``anatomy``
+    (:func:`draw_anatomy`) is what the breast's two views share; drawn from ``rng`` when not given. ``parts``, when
+    given, receives a boolean map per anatomical part (:func:`tissue`), the skin line and the nipple."""
     h, w = params.height, params.width
-    scale = h / 1152.0  # lesion sizes are given at the paper's CBIS-DDSM scale
-    breast, pect, geom = breast_shape(view, h, w, rng)
-    dist = ndimage.distance_transform_edt(breast)
-    skin = 0.06 * w
-    u = np.clip(dist / skin, 0, 1)
-    thickness = np.sqrt(1 - (1 - u) ** 2)
-
-    texture = power_law_noise((h, w), params.texture_beta, rng)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    cy = (geom["y_top"] + geom["y_bot"]) / 2
-    radial = np.exp(-(((xx - 0.35 * geom["a"]) / (0.6 * geom["a"])) ** 2 + ((yy - cy) / (0.45 * (geom["y_bot"] - geom["y_top"]) + 1)) ** 2))
-    drive = texture + 1.5 * radial
-    inside = breast & ~pect
-    thr = np.quantile(drive[inside], 1 - DENSITY_FRACTION[density])
-    gland = 1.0 / (1.0 + np.exp(-(drive - thr) / 0.45))
-    fine = power_law_noise((h, w), 1.6, rng)
-
-    signal = 0.30 + 0.42 * gland + 0.025 * fine
-    signal = np.where(pect, 0.55 + 0.04 * texture + 0.03 * fine, signal)
+    scale = h / 1152.0  # sizes are given at the paper's CBIS-DDSM scale
+    anatomy = anatomy or draw_anatomy(rng, density)
+    breast, pect, geom = breast_shape(view, h, w, rng, anatomy)
+    signal = tissue(view, geom, breast, anatomy, params, parts)
 
     lesion_masks = []
     for les in lesions:
         r0, c0 = _lesion_position(les, view, geom, breast, pect)
+        if les["shape"] in ("spiculated", "distortion"):  # the tissue pulled in before the lesion is drawn
+            retract(signal, r0, c0, les["radius"] * scale, 0.6 if les["shape"] == "distortion" else 0.35)
         render = render_mass if les["kind"] == "mass" else render_calcs
         prof, m, (rs, re, cs, ce) = render(les, h, w, r0, c0, scale)
-        amp = params.lesion_contrast * (1.0 if les["kind"] == "mass" else 3.0)
+        amp = params.lesion_contrast * (3.0 if les["kind"] == "calc" else 1.0)
         signal[rs:re, cs:ce] += amp * prof * breast[rs:re, cs:ce]
         full = np.zeros((h, w), bool)
         full[rs:re, cs:ce] = m
         lesion_masks.append(full & breast)
-    signal = signal * thickness * breast
+
+    # compression: full thickness inside, falling off over the last few mm to the skin line (a thin bright rim)
+    dist = ndimage.distance_transform_edt(breast).astype(np.float32)
+    u = np.clip(dist / (0.06 * w), 0, 1)
+    thickness = np.sqrt(1 - (1 - u) ** 2)
+    skin = 0.06 * np.exp(-0.5 * (dist / max(0.7, 2.0 * scale)) ** 2)
+    signal = (signal * thickness + skin) * breast
+    if parts is not None:
+        ny, nx = geom["nipple"]
+        yy, xx = np.ogrid[0:h, 0:w]
+        parts["skin line"] = breast & (dist <= max(1.0, 3.0 * scale))
+        parts["nipple"] = breast & ((yy - ny) ** 2 + (xx - nx) ** 2 <= (0.03 * w) ** 2)
 
     if params.domain == "ddsm":
-        v = _film_response(signal * 0.82)
-        v = v * (1 + 0.035 * rng.standard_normal((h, w)).astype(np.float32))  # film grain
+        v = _film_response(signal * 0.9)
+        grain = ndimage.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), 0.7)
+        v = v * (1 + 0.012 * grain)  # film grain, blurred by the scanner's aperture
         v += 0.004 * np.abs(rng.standard_normal((h, w)))  # film base and fog
         v += 0.01 * _lowfreq_1d(w, rng)[None, :] * breast  # scanner non-uniformity
         # film-edge bands and a burned-in label, away from the breast
@@ -268,15 +430,19 @@ def render_image(
                 label[lh // 4 : 3 * lh // 4, x0 : x0 + cw] = 0.2
             v[lr : lr + lh, lc : lc + lw] = label
     else:  # digital detector: log-like processing, quantum noise, clean air background
-        v = np.where(breast, 0.10 + 0.70 * np.clip(signal, 0, 1) ** 0.8, 0.0)
-        v = v + breast * 0.008 * rng.standard_normal((h, w)).astype(np.float32)
+        v = np.where(breast, 0.01 + 1.28 * np.clip(signal - 0.185, 0, 1), 0.0)
+        v = v + breast * 0.004 * rng.standard_normal((h, w)).astype(np.float32)
     img = np.clip(np.round(np.clip(v, 0, 1) * 65535), 0, 65535).astype(np.uint16)
     return img, breast, lesion_masks
 
 
 def _draw_lesion(rng: np.random.Generator, pathology: str, params: SynthParams) -> dict:
     kind = "mass" if rng.random() < 0.5 else "calc"
-    if kind == "mass":
+    if pathology == "malignant" and rng.random() < params.distortion_share:
+        # architectural distortion: spicules and pulled-in tissue around a faint centre, filed as a mass of shape
+        # "distortion" (CBIS-DDSM files it as a mass with shape ARCHITECTURAL_DISTORTION)
+        kind, shape, radius, dot = "mass", "distortion", rng.uniform(22, 40) * params.lesion_size, 0.0
+    elif kind == "mass":
         shape = rng.choice(["irregular", "spiculated"]) if pathology == "malignant" else rng.choice(["round", "oval"])
         radius = rng.uniform(18, 40) * params.lesion_size  # pixels at 1152 rows
         dot = 0.0
@@ -297,15 +463,13 @@ def _draw_lesion(rng: np.random.Generator, pathology: str, params: SynthParams) 
     }
 
 
-def generate_patient(args: tuple[int, int, SynthParams, str]) -> tuple[list[dict], list[dict]]:
-    """Render and write all images of one patient; returns (image rows, lesion rows)."""
-    index, seed, params, out = args
-    out = Path(out)
+def generate_images(index: int, seed: int, params: SynthParams):
+    """Render the images of patient ``index`` in memory: yields ``(image row, uint16 image, lesions, lesion masks)``
+    per view, in the order :func:`generate_patient` writes them (the same random stream)."""
     rng = np.random.default_rng([seed, index])
     pid = f"{params.domain.upper()}-P{index:05d}"
     density = str(rng.choice(list("abcd"), p=[0.1, 0.4, 0.4, 0.1]))
     sides = ["L", "R"] if rng.random() < 0.6 else [str(rng.choice(["L", "R"]))]
-    images, lesion_rows = [], []
     for side in sides:
         u = rng.random()
         status = "malignant" if u < params.malignant_fraction else (
@@ -318,27 +482,37 @@ def generate_patient(args: tuple[int, int, SynthParams, str]) -> tuple[list[dict
         elif status == "benign":
             for _ in range(1 if rng.random() < 0.75 else 2):
                 lesions.append(_draw_lesion(rng, "benign", params))
+        anatomy = draw_anatomy(rng, density)
         for view in ("CC", "MLO"):
             image_id = f"{pid}_{side}_{view}"
-            img, _, masks = render_image(params, view, density, lesions, rng)
-            write_png16(out / "images" / f"{image_id}.png", img)
-            for k, (les, m) in enumerate(zip(lesions, masks)):
-                mask_path = f"masks/{image_id}_{k}.png"
-                write_mask(out / mask_path, m)
-                rows, cols = np.nonzero(m)
-                lesion_rows.append({
-                    "image_id": image_id, "lesion_id": f"{pid}_{side}_{k}", "kind": les["kind"],
-                    "pathology": les["pathology"], "mask_path": mask_path, "shape": les["shape"],
-                    "center_row": int(rows.mean()) if len(rows) else -1,
-                    "center_col": int(cols.mean()) if len(cols) else -1,
-                    "area_px": int(m.sum()),
-                })
-            images.append({
-                "image_id": image_id, "patient_id": pid, "laterality": side, "view": view,
-                "label": int(any(l["pathology"] == "malignant" for l in lesions)),
-                "path": f"images/{image_id}.png", "density": density, "status": status,
-                "height": params.height, "width": params.width,
+            img, _, masks = render_image(params, view, density, lesions, rng, anatomy)
+            row = {"image_id": image_id, "patient_id": pid, "laterality": side, "view": view,
+                   "label": int(any(l["pathology"] == "malignant" for l in lesions)),
+                   "path": f"images/{image_id}.png", "density": density, "status": status,
+                   "height": params.height, "width": params.width}
+            yield row, img, lesions, masks
+
+
+def generate_patient(args: tuple[int, int, SynthParams, str]) -> tuple[list[dict], list[dict]]:
+    """Render and write all images of one patient; returns (image rows, lesion rows)."""
+    index, seed, params, out = args
+    out = Path(out)
+    images, lesion_rows = [], []
+    for row, img, lesions, masks in generate_images(index, seed, params):
+        image_id = row["image_id"]
+        write_png16(out / row["path"], img)
+        for k, (les, m) in enumerate(zip(lesions, masks)):
+            mask_path = f"masks/{image_id}_{k}.png"
+            write_mask(out / mask_path, m)
+            rows, cols = np.nonzero(m)
+            lesion_rows.append({
+                "image_id": image_id, "lesion_id": f"{row['patient_id']}_{row['laterality']}_{k}",
+                "kind": les["kind"], "pathology": les["pathology"], "mask_path": mask_path, "shape": les["shape"],
+                "center_row": int(rows.mean()) if len(rows) else -1,
+                "center_col": int(cols.mean()) if len(cols) else -1,
+                "area_px": int(m.sum()),
             })
+        images.append(row)
     return images, lesion_rows
 
 
