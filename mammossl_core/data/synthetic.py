@@ -174,20 +174,20 @@ def _strands(h: int, w: int, geom: dict, scale: float, rng: np.random.Generator)
 
 
 def _lobules(h: int, w: int, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """Fat lobules bounded by thin connective septa (Cooper's ligaments): the ridges of a Voronoi tessellation
-    (0..1, 1 on a septum)."""
-    from scipy.spatial import cKDTree
-
+    """Fat lobules bounded by thin connective septa (Cooper's ligaments): the boundaries of a Voronoi tessellation
+    of random seeds (each pixel labelled by its nearest seed through the distance transform), blurred to the
+    septa's width (0..1, 1 on a septum)."""
     spacing = max(6.0, 34.0 * scale)
     n = max(8, int(h * w / spacing**2))
-    pts = rng.uniform((0, 0), (h, w), (n, 2))
-    step = 2 if scale > 0.5 else 1  # septa are smooth: half resolution is enough at the paper size
-    gy, gx = np.mgrid[0:h:step, 0:w:step]
-    d, _ = cKDTree(pts).query(np.stack([gy.ravel(), gx.ravel()], 1).astype(np.float64), k=2)
-    ridge = (d[:, 1] - d[:, 0]).reshape(gy.shape).astype(np.float32)
-    if step > 1:
-        ridge = ndimage.zoom(ridge, (h / gy.shape[0], w / gy.shape[1]), order=1)[:h, :w]
-    return np.exp(-((ridge / max(0.8, 2.2 * scale)) ** 2)).astype(np.float32)
+    seeds = np.ones((h, w), bool)
+    seeds[rng.integers(0, h, n), rng.integers(0, w, n)] = False
+    idx = ndimage.distance_transform_edt(seeds, return_distances=False, return_indices=True)
+    label = idx[0] * w + idx[1]
+    edge = np.zeros((h, w), np.float32)
+    edge[:-1] += label[:-1] != label[1:]
+    edge[:, :-1] += label[:, :-1] != label[:, 1:]
+    sigma = max(0.6, 1.4 * scale)
+    return np.clip(ndimage.gaussian_filter(np.minimum(edge, 1.0), sigma) * 2.5 * sigma, 0, 1).astype(np.float32)
 
 
 def tissue(view: str, geom: dict, breast: np.ndarray, anatomy: dict, params: "SynthParams",
@@ -284,13 +284,20 @@ def _spicules(prof: np.ndarray, dy: np.ndarray, dx: np.ndarray, R: float, n: int
         seg = length / steps
         py, px = 0.0, 0.0
         width0 = max(0.45, 0.07 * R)
+        r_c, c_c = -dy[0, 0], -dx[0, 0]  # the window's origin relative to the centre
+        box = int(np.ceil(4 * width0)) + 1
         for i in range(steps):
             py += seg * np.sin(ang + turn[i])
             px += seg * np.cos(ang + turn[i])
             frac = 1 - i / steps
             width = width0 * (0.4 + 0.6 * frac)
-            blob = np.exp(-0.5 * ((dy - py) ** 2 + (dx - px) ** 2) / width**2) * strength * frac
-            np.maximum(prof, blob, out=prof)
+            r, c = int(round(py + r_c)), int(round(px + c_c))  # a small box around the point is enough
+            rs, re, cs, ce = max(0, r - box), min(prof.shape[0], r + box + 1), max(0, c - box), \
+                min(prof.shape[1], c + box + 1)
+            if rs >= re or cs >= ce:
+                continue
+            sub = np.exp(-0.5 * ((dy[rs:re, cs:ce] - py) ** 2 + (dx[rs:re, cs:ce] - px) ** 2) / width**2)
+            np.maximum(prof[rs:re, cs:ce], sub * strength * frac, out=prof[rs:re, cs:ce])
 
 
 def render_mass(lesion: dict, h: int, w: int, r0: int, c0: int, scale: float) -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -314,7 +321,7 @@ def render_mass(lesion: dict, h: int, w: int, r0: int, c0: int, scale: float) ->
         for k in range(2, 9):
             Rt += rng.normal(0, 0.24 / np.sqrt(k)) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
         Rt = R * np.clip(Rt, 0.5, 1.6)
-        margin = max(0.9, 0.25 * R) * (1 + 0.5 * np.abs(np.cos(3 * theta + rng.uniform(0, 6.3))))
+        margin = max(0.9, 0.25 * R) * (1 + 0.3 * np.cos(3 * theta + rng.uniform(0, 6.3)))
     else:
         Rt = np.full_like(theta, R)
         margin = max(0.4, 0.05 * R)  # circumscribed
