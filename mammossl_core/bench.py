@@ -1,6 +1,6 @@
 """Benchmarks that measure two ways of doing the same job side by side in one run and print the ratio.
 
-``python -m mammossl_core.bench [tiles|augment|trainer|whole-image|predict|all] [--data DIR]``
+``python -m mammossl_core.bench [tiles|augment|trainer|whole-image|predict|synth|all] [--data DIR]``
 """
 from __future__ import annotations
 
@@ -287,8 +287,31 @@ def bench_predict(data: str | None, workdir: Path, sizes: tuple[str, ...] = ("ti
     return out
 
 
+def bench_synth(data: str | None, workdir: Path, patients: dict | None = None, repeats: int = 3) -> dict:
+    """The synthetic generator on one core: images/s rendered in memory at the tiny and the paper size (interleaved,
+    median and range of ``repeats``), and the texture statistics of the paper-size images beside the real films'."""
+    from .data.synthetic import SynthParams, generate_images
+    from .data.texture import compare_with_real, synthetic_texture
+
+    patients = patients or {"tiny": 20, "paper": 3}
+    rates: dict[str, list[float]] = {p: [] for p in patients}
+    for _ in range(repeats):
+        for prof, n in patients.items():
+            params, k, t = SynthParams.of(prof), 0, time.perf_counter()
+            for i in range(n):
+                k += sum(1 for _ in generate_images(i, 0, params))
+            rates[prof].append(k / (time.perf_counter() - t))
+    out = {}
+    for prof, r in rates.items():
+        out[prof] = float(np.median(r))
+        print(f"[synth] {prof} size: {np.median(r):.2f} images/s per core [{min(r):.2f}, {max(r):.2f}]")
+    table = compare_with_real({d: synthetic_texture(patients["paper"], 11, d) for d in ("ddsm", "cmmd")})
+    print("[synth] texture at the paper size vs real films:\n" + table.to_string(index=False))
+    return out
+
+
 BENCHES = {"tiles": bench_tiles, "augment": bench_augment, "trainer": bench_trainer, "whole-image": bench_whole_image,
-           "predict": bench_predict}
+           "predict": bench_predict, "synth": bench_synth}
 
 
 def main(argv: list[str] | None = None) -> int:
