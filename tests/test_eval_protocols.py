@@ -57,11 +57,12 @@ def test_random_encoder_with_reestimated_batchnorm(store, synth_dir, tmp_path):
         E.linear_eval(synth_dir, None, "gap", "tiny", None, bn="images", linear_epochs=1)
 
 
-#: measured (2026-11-26, CPU, deterministic): one epoch of the tiny profile on the 24-patient test dataset (20 steps
-#: of batch 64, LARS 2.4 at batch 64, 10% warm-up) moved every conv weight of the encoder by at least 0.034 (BYOL;
-#: SimCLR 0.034, SwAV 0.022; medians 0.037-0.041). On the book's 250-patient dataset (217 steps) BYOL moves its conv
-#: weights by 0.17-0.20, against 0.011-0.017 with the old tiny setting (LARS 4.8 x 64/4096 = 0.075).
-MIN_CHANGE = 0.03
+#: measured (CPU, deterministic): one epoch of the tiny profile on the 24-patient test dataset (20 steps of batch 64,
+#: LARS 2.4 at batch 64, 10% warm-up) moved every conv weight of the encoder by at least 0.034 on generator 1.0
+#: (2026-11-26, BYOL; SimCLR 0.034, SwAV 0.022) and by 0.028 (the first conv; the others 0.031-0.045) on generator
+#: 2.0 (2026-11-27, BYOL). On the book's 250-patient dataset BYOL moves its conv weights by 0.07-0.12 (generator
+#: 2.0), against 0.011-0.017 with the old tiny setting (LARS 4.8 x 64/4096 = 0.075).
+MIN_CHANGE = 0.02
 
 
 @pytest.mark.slow
