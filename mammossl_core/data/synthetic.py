@@ -117,7 +117,7 @@ def draw_anatomy(rng: np.random.Generator, density: str) -> dict:
 def breast_shape(view: str, h: int, w: int, rng: np.random.Generator, anatomy: dict | None = None
                  ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Breast and pectoral-muscle masks of a CC or MLO view, chest wall at x = 0, and the geometry (outline
-    ``edge`` per row, nipple, pectoral line). The pectoral mask is the muscle's core; its soft curved edge is
+    ``edge`` per row, nipple, each pixel's distance to the skin, pectoral line). The pectoral mask is the muscle's core; its soft curved edge is
     ``geom["pect_distance"]`` (signed, pixels, > 0 inside)."""
     anatomy = anatomy or draw_anatomy(rng, "b")
     y = np.arange(h, dtype=np.float32)
@@ -142,7 +142,8 @@ def breast_shape(view: str, h: int, w: int, rng: np.random.Generator, anatomy: d
     rn = max(1.5, 0.018 * w)  # the nipple: a small bump at the front of the breast
     yy = y[:, None]
     breast |= (yy - ny) ** 2 + (xx - nx + 0.4 * rn) ** 2 <= rn**2
-    geom = {"a": float(a), "y_top": float(y_top), "y_bot": float(y_bot), "edge": edge, "nipple": (ny, nx)}
+    geom = {"a": float(a), "y_top": float(y_top), "y_bot": float(y_bot), "edge": edge, "nipple": (ny, nx),
+            "skin_distance": ndimage.distance_transform_edt(breast).astype(np.float32)}
     pect = np.zeros_like(breast)
     geom["pect_distance"] = np.full((h, w), -1e3, np.float32)
     if view == "MLO":  # a convex curved front edge, softened by the renderer
@@ -203,7 +204,7 @@ def tissue(view: str, geom: dict, breast: np.ndarray, anatomy: dict, params: "Sy
     a = geom["a"]
     ny, nx = geom["nipple"]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    dist = ndimage.distance_transform_edt(breast).astype(np.float32)
+    dist = geom["skin_distance"]
     phi = np.arctan2(yy - ny, nx - xx)
     depth = np.clip(xx / a, 0, 1.2)  # 0 at the chest wall, 1 at the nipple
     cone = np.exp(-0.5 * (phi / anatomy["cone"]) ** 2) * (1.15 - 0.55 * depth)
@@ -404,7 +405,7 @@ def render_image(
         lesion_masks.append(full & breast)
 
     # compression: full thickness inside, falling off over the last few mm to the skin line (a thin bright rim)
-    dist = ndimage.distance_transform_edt(breast).astype(np.float32)
+    dist = geom["skin_distance"]
     u = np.clip(dist / (0.06 * w), 0, 1)
     thickness = np.sqrt(1 - (1 - u) ** 2)
     skin = 0.06 * np.exp(-0.5 * (dist / max(0.7, 2.0 * scale)) ** 2)
@@ -436,7 +437,7 @@ def render_image(
                 x0 = 1 + k * (cw + 1)
                 label[lh // 4 : 3 * lh // 4, x0 : x0 + cw] = 0.2
             v[lr : lr + lh, lc : lc + lw] = label
-    else:  # digital detector: log-like processing, quantum noise, clean air background
+    else:  # digital detector: linear processing above a fat offset, quantum noise, clean air background
         v = np.where(breast, 0.01 + 1.28 * np.clip(signal - 0.185, 0, 1), 0.0)
         v = v + breast * 0.004 * rng.standard_normal((h, w)).astype(np.float32)
     img = np.clip(np.round(np.clip(v, 0, 1) * 65535), 0, 65535).astype(np.uint16)

@@ -54,6 +54,11 @@ def texture_stats(image: np.ndarray, windows: int = 30, seed: int = 0) -> dict:
             "intensity_p5_p50_p95": [round(float(q), 3) for q in np.percentile(v, [5, 50, 95])]}
 
 
+def _row(stats: dict) -> dict:
+    p5, p50, p95 = stats["intensity_p5_p50_p95"]
+    return {"beta": stats["beta"], "breast_fraction": stats["breast_fraction"], "p5": p5, "p50": p50, "p95": p95}
+
+
 def synthetic_texture(patients: int, seed: int, domain: str, profile: str = "paper") -> pd.DataFrame:
     """:func:`texture_stats` of every view of ``patients`` synthetic patients drawn at ``profile``'s image size
     (rendered in memory, nothing written), one row per image."""
@@ -62,11 +67,18 @@ def synthetic_texture(patients: int, seed: int, domain: str, profile: str = "pap
     rows = []
     for i in range(patients):
         for meta, img, _, _ in generate_images(i, seed, SynthParams.of(profile, domain)):
-            s = texture_stats(img)
-            p5, p50, p95 = s["intensity_p5_p50_p95"]
-            rows.append({"image_id": meta["image_id"], "density": meta["density"], "beta": s["beta"],
-                         "breast_fraction": s["breast_fraction"], "p5": p5, "p50": p50, "p95": p95})
+            rows.append({"image_id": meta["image_id"], "density": meta["density"], **_row(texture_stats(img))})
     return pd.DataFrame(rows)
+
+
+def prepared_texture(data_dir, images: int) -> pd.DataFrame:
+    """:func:`texture_stats` of the first ``images`` images of a prepared dataset (e.g. converted CBIS-DDSM at the
+    paper size), one row per image, in the columns of :func:`synthetic_texture`."""
+    from .layout import PreparedDataset
+
+    ds = PreparedDataset(data_dir)
+    return pd.DataFrame([{"image_id": i, **_row(texture_stats(ds.load_image(i)))}
+                         for i in ds.images.image_id[:images]])
 
 
 def compare_with_real(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
