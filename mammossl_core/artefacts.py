@@ -19,7 +19,7 @@ from .data.layout import PreparedDataset
 from .data.products import build_products
 from .data.synthetic import synthesize
 from .io import cache_root, write_json
-from .pretrain import pretrain
+from .pretrain import drop_resume_state, pretrain
 
 
 def _jsonable(o):
@@ -63,12 +63,14 @@ def dataset(data_dir: str | os.PathLike | None, profile: str | Profile = "tiny",
 def pretrained(method: str, data: str | os.PathLike, profile: str | Profile = "tiny", device: str | None = None,
                **overrides) -> Path:
     """The run directory of ``method`` pretrained on ``data`` at ``profile`` with pretraining ``overrides``;
-    trained once, then reused (an interrupted run resumes). The key covers the whole resolved profile."""
+    trained once, then reused (an interrupted run resumes). The key covers the whole resolved profile, so a finished
+    run is never resumed again: its resume state is dropped and ``best.pt`` (the selected model) is what stays."""
     prof = resolve(profile, pretrain=overrides)
     run = cache_root() / "runs" / f"{method}-{Path(data).name}-{prof.name}-{key(method=method, profile=prof)}"
     if not (run / "summary.json").is_file():
         # the overrides go through as well: explicit choices win over the per-method ones (pretrain.method_config)
         pretrain(method, data, run, prof, resume=True, device=device, progress=False, **overrides)
+        drop_resume_state(run)
     return run
 
 

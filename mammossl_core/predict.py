@@ -91,10 +91,7 @@ def _load(item: Item, raw: bool) -> np.ndarray:
     d = read_dicom(path, raw=raw)
     item.laterality = item.laterality or (d.laterality or "")
     item.view = item.view or (d.view or "")
-    if not item.patient_id:
-        import pydicom
-
-        item.patient_id = str(getattr(pydicom.dcmread(path, stop_before_pixels=True), "PatientID", "") or "")
+    item.patient_id = item.patient_id or d.patient_id
     return d.pixels
 
 

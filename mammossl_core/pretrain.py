@@ -16,8 +16,12 @@ One code path for a CPU process, one GPU, or many GPUs on many machines::
 * The global batch order of an epoch is a permutation seeded by ``(seed, epoch)``; process ``r`` takes the
   ``r``-th slice of each global batch. Augmentation and every other random draw are seeded by
   ``(seed, step, rank)``. So a run resumed from a checkpoint continues exactly like an uninterrupted one.
-* A checkpoint (``last.pt``) every ``checkpoint_every`` steps and at each epoch end, written atomically; the
-  validation pretraining loss each epoch picks ``best.pt`` (the paper's model selection, Supp. Fig. 2).
+* A checkpoint (``last.pt``: weights, optimiser state, position) every ``checkpoint_every`` steps and at each epoch
+  end, written atomically; the validation pretraining loss each epoch picks ``best.pt`` (the paper's model
+  selection, Supp. Fig. 2), which holds the weights and metadata only: nothing resumes from it. ``init.pt`` (the
+  starting backbone) gives each layer's relative change in ``summary.json``. ``last.pt`` and ``init.pt`` are what
+  resuming needs; :func:`drop_resume_state` deletes them once a run is finished for good (the artefact cache does,
+  whose runs are keyed by their whole configuration: a ResNet-50 BYOL run keeps ~200 MB instead of ~770 MB).
 * ``log.csv`` (every metric), TensorBoard events in ``tb/``, the resolved configuration in ``config.json``.
 * A non-finite loss stops the run with :class:`NonFiniteLossError`; the last good checkpoint stays.
 """
@@ -295,11 +299,15 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)
 
-    def state_dict(self) -> dict:
-        return {"method": self.method, "encoder": self.cfg.encoder, "profile": self.profile,
-                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
-                "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "best_val": self.best_val,
-                "config": json.loads(json.dumps(dataclasses.asdict(self.cfg)))}
+    def state_dict(self, resumable: bool = True) -> dict:
+        """The checkpoint: weights and metadata, and with ``resumable`` the optimiser state too."""
+        state = {"method": self.method, "encoder": self.cfg.encoder, "profile": self.profile,
+                 "model": self.model.state_dict(), "step": self.step,
+                 "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "best_val": self.best_val,
+                 "config": json.loads(json.dumps(dataclasses.asdict(self.cfg)))}
+        if resumable:
+            state["optimizer"] = self.opt.state_dict()
+        return state
 
     def load(self, path: Path) -> None:
         state = checkpoint.load(path, method=self.method, encoder=self.cfg.encoder)
@@ -309,8 +317,10 @@ class Trainer:
         self.batch_in_epoch, self.best_val = state["batch_in_epoch"], state["best_val"]
 
     def save(self, name: str = "last.pt", **extra) -> None:
+        """``last.pt`` is the resumable state; every other checkpoint (``best.pt``, ``epoch_N.pt``) is a model to
+        evaluate and holds no optimiser state."""
         if D.is_main():
-            checkpoint.save(self.out / name, {**self.state_dict(), **extra})
+            checkpoint.save(self.out / name, {**self.state_dict(resumable=name == "last.pt"), **extra})
 
     def save_last(self) -> None:
         self.save()
@@ -502,6 +512,21 @@ def pretrain(
     if D.is_main():
         write_json(out / "summary.json", summary)
     return summary
+
+
+def drop_resume_state(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete what only resuming a run needs (``last.pt``, ``init.pt``) once its ``summary.json`` and ``best.pt``
+    are written; the selected model, the logs and the summary stay. Returns the deleted paths.
+
+    >>> drop_resume_state("runs/byol")  # doctest: +SKIP
+    """
+    run = Path(run_dir)
+    if not ((run / "summary.json").is_file() and (run / "best.pt").is_file()):
+        raise FileNotFoundError(f"{run}: not a finished run (summary.json and best.pt are both needed)")
+    gone = [run / n for n in ("last.pt", "init.pt") if (run / n).is_file()]
+    for f in gone:
+        f.unlink()
+    return gone
 
 
 def weight_change(before: dict, after: dict) -> dict[str, float]:

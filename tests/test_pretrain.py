@@ -1,4 +1,5 @@
 import csv
+import json
 
 import pytest
 import torch
@@ -40,7 +41,8 @@ def test_kill_and_resume_is_exact(store, synth_dir, tmp_path, method):
 
     with pytest.raises(_Kill):
         pretrain(method, synth_dir, tmp_path / "cut", "tiny", progress=False, max_steps=10, on_step=kill, **kw)
-    assert checkpoint.load(tmp_path / "cut" / "last.pt")["step"] == 4
+    cut_state = checkpoint.load(tmp_path / "cut" / "last.pt")
+    assert cut_state["step"] == 4 and "optimizer" in cut_state  # last.pt is the resumable state
     pretrain(method, synth_dir, tmp_path / "cut", "tiny", progress=False, max_steps=10, resume=True, **kw)
     full, cut = _losses(tmp_path / "full"), _losses(tmp_path / "cut")
     assert sorted(cut) == sorted(full) == list(range(1, 11))
@@ -65,6 +67,22 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(store, synth_dir, tmp_p
     state = checkpoint.load(tmp_path / "nan" / "last.pt")
     assert state["step"] == 4
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_cached_run_keeps_the_selected_model_and_drops_the_resume_state(store, synth_dir):
+    from mammossl_core import artefacts
+    from mammossl_core.loading import patch_encoder
+
+    run = artefacts.pretrained("byol", synth_dir, "tiny", device="cpu", batch_size=16, max_steps=3)
+    assert sorted(p.name for p in run.glob("*.pt")) == ["best.pt"]
+    best = checkpoint.load(run / "best.pt")
+    assert best["step"] == 3 and "optimizer" not in best
+    assert json.loads((run / "summary.json").read_text())["weight_change"]  # measured before init.pt went
+    assert patch_encoder(run)(torch.zeros(2, 3, 32, 32)).shape[0] == 2
+    stamp = (run / "best.pt").stat().st_mtime_ns
+    assert artefacts.pretrained("byol", synth_dir, "tiny", device="cpu", batch_size=16, max_steps=3) == run
+    assert (run / "best.pt").stat().st_mtime_ns == stamp  # reused, not trained again
 
 
 def test_checkpoint_method_and_encoder_are_checked(tmp_path):

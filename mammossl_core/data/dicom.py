@@ -30,6 +30,7 @@ class DicomImage:
     view: str | None  # "CC" / "MLO" / ...
     series_description: str
     transfer_syntax: str
+    patient_id: str = ""  # PatientID, "" when absent
 
 
 def _tag(ds, *names) -> str | None:
@@ -188,7 +189,7 @@ def read_dicom(path: str | os.PathLike, raw: bool = False, allow_processing: boo
         raise DicomError(f"{path}: cannot apply its modality/VOI LUT ({type(e).__name__}: {e}); "
                          f"read it raw to keep the stored values") from e
     lat, view = laterality_and_view(ds)
-    return DicomImage(pixels, lat, view, _tag(ds, "SeriesDescription") or "", ts)
+    return DicomImage(pixels, lat, view, _tag(ds, "SeriesDescription") or "", ts, _tag(ds, "PatientID") or "")
 
 
 def is_binary_mask(arr: np.ndarray) -> bool:
