@@ -21,6 +21,7 @@ have passed, so a lease always returns the most important figures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import subprocess
@@ -120,7 +121,7 @@ def compute_only(method: str, profile: str, batch: int, size: int, compile_: str
     model = build_method(method, cfg).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    mode = compile_mode(dataclass_replace(cfg, compile=compile_), dev)
+    mode = compile_mode(dataclasses.replace(cfg, compile=compile_), dev)
     if mode:
         model.compile_encoders(mode)
     model.configure(10**6)
@@ -146,12 +147,6 @@ def compute_only(method: str, profile: str, batch: int, size: int, compile_: str
         model.after_step(k, 10**6)
     _sync()
     return steps * batch / (time.perf_counter() - t)
-
-
-def dataclass_replace(cfg, **kw):
-    import dataclasses
-
-    return dataclasses.replace(cfg, **kw)
 
 
 def memory_table(profile: str, cells: list[tuple[str, int, int]]) -> list[dict]:
