@@ -85,7 +85,7 @@ def run_notebooks(profile: str = "tiny", params: dict | None = None, only: list[
         print(f"[book] {src.name}: {seconds:.0f} s", flush=True)
     (out_dir / "timings.json").write_text(json.dumps(records, indent=2))
     label = dataset_label(params.get("data_dir"), params.get("dataset", "CBIS-DDSM"))
-    write_claims_page(Path(params["out_dir"]), out_dir / "claims.md", profile, label)
+    write_claims_page(Path(params["out_dir"]), out_dir / "claims.md", profile, label, params.get("seed", 0))
     if out_dir == repo / "book" / "chapters":
         write_seeds_page(out_dir, profile, label)
     return records
@@ -111,16 +111,16 @@ def seed_findings(chapters_dir: Path, profile: str) -> pd.DataFrame:
     """One row per finding of the seed chapters (each claim: verdict and paired difference [95% CI]; chapter 4's
     MIP attention enrichment), one column per dataset seed run (the book's own results first)."""
     prof = resolve(profile)
-    runs = {"0 (the book)": chapters_dir / "results"}
+    runs = {"0 (the book)": (0, chapters_dir / "results")}
     for d in sorted((chapters_dir / "seeds").glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
-        runs[d.name.split("_")[1]] = d / "results"
+        runs[d.name.split("_")[1]] = (int(d.name.split("_")[1]), d / "results")
     rows: dict[tuple[str, str], dict[str, str]] = {}
-    for label, res in runs.items():
+    for label, (seed, res) in runs.items():
         if not res.is_dir():
             continue
         for c in claims.load(res):
-            if c.chapter[:2] in prof.book.seed_chapters:
-                e = claims.evidence(c, prof.eval.bootstrap)
+            if c.chapter[:2] in prof.book.seed_chapters:  # bootstrapped with the run's seed, as its chapter did
+                e = claims.evidence(c, prof.eval.bootstrap, seed)
                 rows.setdefault((c.chapter, c.statement), {})[label] = (
                     f"{e['verdict']}: {e['metric_a']:.3f} vs {e['metric_b']:.3f}, "
                     f"{e['diff']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]")
@@ -157,11 +157,11 @@ def write_seeds_page(chapters_dir: Path, profile: str, dataset: str) -> Path:
     return page
 
 
-def write_claims_page(results_dir: Path, page: Path, profile: str, dataset: str) -> Path:
+def write_claims_page(results_dir: Path, page: Path, profile: str, dataset: str, seed: int = 0) -> Path:
     """The book's page of every chapter's claim checks, recomputed from the saved predictions
-    (:func:`mammossl_core.claims.table`)."""
+    (:func:`mammossl_core.claims.table`) with the bootstrap seed the chapters used."""
     prof = resolve(profile)
-    df = claims.table(claims.load(results_dir), prof.eval.bootstrap)
+    df = claims.table(claims.load(results_dir), prof.eval.bootstrap, seed)
     page.write_text(claims.markdown_page(df, profile, dataset))
     return page
 

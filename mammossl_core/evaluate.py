@@ -157,7 +157,8 @@ def _linear_stage(data, checkpoint, pooling, prof: Profile, split, label_fractio
 
     def forward(rows, train, g):
         p = pos[rows]
-        h = torch.from_numpy(np.asarray(feats[p], dtype=np.float32)).permute(0, 3, 1, 2).to(device)
+        # float16 -> float32 in torch (exact, like NumPy's, and ~3x faster: it was a third of a tiny linear evaluation)
+        h = torch.from_numpy(feats[p]).float().permute(0, 3, 1, 2).to(device)
         return model.classify(h, torch.from_numpy(masks[p]).to(device))
 
     model.norm.fit(*grid_statistics(feats, masks, pos[train]))

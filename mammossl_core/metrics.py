@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import sklearn
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 
@@ -60,6 +61,12 @@ def _resamples(y: np.ndarray, groups, n_boot: int, seed: int):
             yield idx
 
 
+def _skip_checks():
+    """scikit-learn without its argument checks, for the resamples: the point estimate checked the arrays once and
+    a resample is a subset of them (the same numbers; 500 resampled AUCs measured 1.31 s -> 0.96 s)."""
+    return sklearn.config_context(assume_finite=True, skip_parameter_validation=True)
+
+
 def auc_ci(y_true, y_score, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0, groups=None) -> AUC:
     """ROC AUC (scikit-learn) with a ``1 - alpha`` percentile bootstrap interval over ``n_boot`` resamples of
     images, or of ``groups`` (patients) when given.
@@ -70,7 +77,8 @@ def auc_ci(y_true, y_score, n_boot: int = 2000, alpha: float = 0.05, seed: int =
     if len(np.unique(y_true)) < 2:
         raise ValueError("AUC needs both classes in y_true")
     point = roc_auc_score(y_true, y_score)
-    stats = [roc_auc_score(y_true[idx], y_score[idx]) for idx in _resamples(y_true, groups, n_boot, seed)]
+    with _skip_checks():
+        stats = [roc_auc_score(y_true[idx], y_score[idx]) for idx in _resamples(y_true, groups, n_boot, seed)]
     low, high = np.percentile(stats, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return AUC(float(point), float(low), float(high), len(y_true))
 
@@ -93,7 +101,8 @@ def paired_difference(y_true, score_a, score_b, metric: Callable = roc_auc_score
     if metric is roc_auc_score and len(np.unique(y)) < 2:
         raise ValueError("AUC needs both classes in y_true")
     point = metric(y, a) - metric(y, b)
-    d = np.array([metric(y[i], a[i]) - metric(y[i], b[i]) for i in _resamples(y, groups, n_boot, seed)])
+    with _skip_checks():
+        d = np.array([metric(y[i], a[i]) - metric(y[i], b[i]) for i in _resamples(y, groups, n_boot, seed)])
     low, high = np.percentile(d, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     p = float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))
     return PairedDifference(float(point), float(low), float(high), p, len(y),
