@@ -120,7 +120,11 @@ def seed_findings(chapters_dir: Path, profile: str) -> pd.DataFrame:
             continue
         for c in claims.load(res):
             if c.chapter[:2] in prof.book.seed_chapters:  # bootstrapped with the run's seed, as its chapter did
-                e = claims.evidence(c, prof.eval.bootstrap, seed)
+                try:
+                    e = claims.evidence(c, prof.eval.bootstrap, seed)
+                except FileNotFoundError:  # a seed run of an earlier cache: say so instead of failing the book
+                    rows.setdefault((c.chapter, c.statement), {})[label] = "predictions gone: run the seeds again"
+                    continue
                 rows.setdefault((c.chapter, c.statement), {})[label] = (
                     f"{e['verdict']}: {e['metric_a']:.3f} vs {e['metric_b']:.3f}, "
                     f"{e['diff']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]")

@@ -76,6 +76,10 @@ def evidence(claim: Claim, n_boot: int = 2000, seed: int = 0) -> dict:
     for side in (claim.a_predictions, claim.b_predictions):
         h.update(b"|")
         for p in side:
+            if not Path(p).is_file():
+                raise FileNotFoundError(f"claim {claim.statement!r} of {claim.chapter}: its predictions {p} are gone "
+                                        "(the artefact cache was cleared?); execute the chapter again "
+                                        "(mammossl book run --force --only <chapter>)")
             h.update(Path(p).read_bytes())
     path = cache_root() / "claims" / f"{h.hexdigest()[:16]}.json"
     if path.is_file():

@@ -103,3 +103,9 @@ def test_evidence_is_bootstrapped_once_per_content_of_the_predictions(tmp_path, 
     _predictions(tmp_path / "a" / "predictions.csv", rng.normal(0, 1, n), labels, patients)
     assert claims.evidence(c, n_boot=50) != first
     assert len(computed) == 3
+
+
+def test_a_claim_whose_predictions_are_gone_names_them(tmp_path):
+    c = claims.Claim("04_whole_image", "a beats b", "", "a", [str(tmp_path / "gone.csv")], "b", [str(tmp_path / "b.csv")])
+    with pytest.raises(FileNotFoundError, match="04_whole_image.*gone.csv.*--force"):
+        claims.evidence(c, n_boot=10)
