@@ -35,6 +35,28 @@ class NotebookError(RuntimeError):
     """A chapter notebook failed; the message names the notebook and the failing cell."""
 
 
+def _progress_redraw(output) -> bool:
+    """A progress bar's redraw on stderr (tqdm writes ``"\\r<bar>"``, and a final newline when the bar is kept),
+    or the bare newline that follows one."""
+    if output.get("output_type") != "stream" or output.get("name") != "stderr":
+        return False
+    text = output.get("text", "")
+    return not text.strip() or (text.startswith("\r") and "\n" not in text.rstrip("\n"))
+
+
+def for_the_book(nb):
+    """An executed notebook as the book shows it: papermill's cell of injected parameters collapsed like the
+    parameters, and the progress bars (one stderr output per redraw, each shown in the HTML) left out; every other
+    output, warnings included, stays."""
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            cell.metadata["tags"] = [*tags, "hide-input"]
+        if cell.get("outputs"):
+            cell.outputs = [o for o in cell.outputs if not _progress_redraw(o)]
+    return nb
+
+
 def run_notebooks(profile: str = "tiny", params: dict | None = None, only: list[str] | None = None,
                   force: bool = False, notebooks_dir: Path | None = None, out_dir: Path | None = None) -> list[dict]:
     """Execute the notebooks in order into ``out_dir`` (default ``book/chapters``), their results under
@@ -73,11 +95,7 @@ def run_notebooks(profile: str = "tiny", params: dict | None = None, only: list[
             raise NotebookError(f"{src.name}: cell {e.cell_index} failed with {e.ename}: {e.evalue} "
                                 f"(executed copy in {failed_dir / src.name})") from None
         seconds = time.perf_counter() - t
-        nb = nbformat.read(tmp, as_version=4)
-        for cell in nb.cells:  # papermill's cell of injected parameters: collapsed in the HTML like the parameters
-            tags = cell.metadata.get("tags", [])
-            if "injected-parameters" in tags and "hide-input" not in tags:
-                cell.metadata["tags"] = [*tags, "hide-input"]
+        nb = for_the_book(nbformat.read(tmp, as_version=4))
         nb.metadata["mammossl"] = {"digest": digest, "seconds": round(seconds, 1), "params": params}
         nbformat.write(nb, tmp)
         os.replace(tmp, dst)

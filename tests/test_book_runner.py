@@ -1,0 +1,19 @@
+"""The book runner's treatment of an executed notebook (no execution here: a notebook built in memory)."""
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from mammossl_core.book import for_the_book
+
+
+def test_the_book_leaves_out_progress_bars_and_keeps_every_other_output():
+    bar = [new_output("stream", name="stderr", text=f"\rlinear gap: {k}0%|##  | {k}/10") for k in range(3)]
+    kept_bar = new_output("stream", name="stderr", text="\rsupervised: 100%|####| 10/10\n")
+    newline = new_output("stream", name="stderr", text="\n")
+    warning = new_output("stream", name="stderr", text="UserWarning: a real warning\n  warnings.warn(msg)\n")
+    printed = new_output("stream", name="stdout", text="\rprinted by the chapter")
+    table = new_output("display_data", data={"text/plain": "a table"})
+    nb = new_notebook(cells=[new_code_cell("ch.setup()", metadata={"tags": ["injected-parameters"]}),
+                             new_code_cell("fit()", outputs=[*bar, kept_bar, newline, warning, printed, table])])
+    out = for_the_book(nbformat.from_dict(nb))
+    assert out.cells[0].metadata["tags"] == ["injected-parameters", "hide-input"]
+    assert out.cells[1].outputs == [warning, printed, table]
