@@ -12,13 +12,10 @@ test parts of every fold for cross-validation), and the verdict follows from its
 
 A chapter records its claims (:func:`record`) in ``<results>/<chapter>/claims.json``: the statement, the paper's
 figures, the two prediction files and the rule, never the verdict. :func:`table` recomputes every verdict from the
-saved predictions, so the book's summary page cannot disagree with them. The bootstrap behind a verdict is computed once
-per content of the two prediction files and rule (cached under ``<cache root>/claims``): a chapter, the claim page and
-the page across seeds read the same evidence without resampling it again.
+saved predictions, so the book's summary page cannot disagree with them.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,8 +23,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from . import __version__
-from .io import cache_root, write_json
+from .io import write_json
 from .metrics import paired_difference
 
 VERDICTS = ("holds", "not shown at this size", "contradicted")
@@ -69,27 +65,12 @@ def _key(df: pd.DataFrame) -> list[str]:
 
 
 def evidence(claim: Claim, n_boot: int = 2000, seed: int = 0) -> dict:
-    """The paired difference ``metric(a) - metric(b)`` on the test images both runs scored, and the verdict;
-    computed once per content of the prediction files, rule, ``n_boot``, ``seed`` and package version (a paired
-    bootstrap of 500 resamples measured 2.8 s on this project's CPU box, and the book reads each claim three times)."""
-    h = hashlib.sha1(json.dumps([__version__, claim.kind, claim.margin, claim.metric, n_boot, seed]).encode())
-    for side in (claim.a_predictions, claim.b_predictions):
-        h.update(b"|")
-        for p in side:
-            if not Path(p).is_file():
-                raise FileNotFoundError(f"claim {claim.statement!r} of {claim.chapter}: its predictions {p} are gone "
-                                        "(the artefact cache was cleared?); execute the chapter again "
-                                        "(mammossl book run --force --only <chapter>)")
-            h.update(Path(p).read_bytes())
-    path = cache_root() / "claims" / f"{h.hexdigest()[:16]}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    e = _evidence(claim, n_boot, seed)
-    write_json(path, e)
-    return e
-
-
-def _evidence(claim: Claim, n_boot: int, seed: int) -> dict:
+    """The paired difference ``metric(a) - metric(b)`` on the test images both runs scored, and the verdict."""
+    for p in (*claim.a_predictions, *claim.b_predictions):
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"claim {claim.statement!r} of {claim.chapter}: its predictions {p} are gone "
+                                    "(the artefact cache was cleared?); execute the chapter again "
+                                    "(mammossl book run --force --only <chapter>)")
     a, b = _test_rows(claim.a_predictions), _test_rows(claim.b_predictions)
     key = _key(a)
     both = a.merge(b[key + ["score"]], on=key, suffixes=("_a", "_b"))

@@ -44,26 +44,65 @@ class PairedDifference:
         return f"{self.diff:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
 
 
+def _group_index(y: np.ndarray, groups) -> tuple[np.ndarray, int]:
+    """Each image's group (patient) number and the number of groups; every image its own group without ``groups``."""
+    if groups is None:
+        return np.arange(len(y)), len(y)
+    _, inv = np.unique(np.asarray(groups), return_inverse=True)
+    return inv.ravel(), int(inv.max()) + 1 if len(inv) else 0
+
+
+def _picks(n_groups: int, n_boot: int, seed: int):
+    """The groups drawn (with replacement) by each of ``n_boot`` seeded bootstrap resamples."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield rng.integers(0, n_groups, n_groups)
+
+
 def _resamples(y: np.ndarray, groups, n_boot: int, seed: int):
     """Index arrays of ``n_boot`` bootstrap resamples (by group when ``groups`` is given) that hold both classes."""
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        members = [np.array([i]) for i in range(len(y))]
-    else:
-        _, inv = np.unique(np.asarray(groups), return_inverse=True)
-        order = np.argsort(inv, kind="stable")
-        members = np.split(order, np.cumsum(np.bincount(inv))[:-1])
-    g = len(members)
-    for _ in range(n_boot):
-        pick = rng.integers(0, g, g)
+    inv, g = _group_index(y, groups)
+    order = np.argsort(inv, kind="stable")
+    members = np.split(order, np.cumsum(np.bincount(inv, minlength=g))[:-1])
+    for pick in _picks(g, n_boot, seed):
         idx = np.concatenate([members[k] for k in pick])
         if y[idx].min() != y[idx].max():
             yield idx
 
 
+def _resample_weights(y: np.ndarray, groups, n_boot: int, seed: int) -> np.ndarray:
+    """The resamples of :func:`_resamples` (the same draws, the same ones skipped) as a matrix of multiplicities:
+    row ``r``, column ``i`` says how many times resample ``r`` holds image ``i``."""
+    inv, g = _group_index(y, groups)
+    pos = y == y.max()
+    rows = []
+    for pick in _picks(g, n_boot, seed):
+        w = np.bincount(pick, minlength=g)[inv]
+        if w[pos].any() and w[~pos].any():
+            rows.append(w)
+    return np.array(rows, dtype=float).reshape(len(rows), len(y))
+
+
+def _weighted_aucs(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC of ``score`` on each resample given as a row of image multiplicities, all rows at once: the
+    Mann-Whitney form, the share of (positive, negative) pairs ranked right with ties counted one half, which is
+    the area under scikit-learn's ROC curve (a resample that holds an image twice counts its pairs twice). The
+    bootstrap's resampled AUCs only: one ``roc_auc_score`` call per resample cost ~2 ms of argument handling, a
+    second per interval, ~45 intervals per book. Tested against scikit-learn on every resample."""
+    order = np.argsort(score, kind="stable")
+    s = score[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # runs of tied scores
+    w = weights[:, order]
+    positive = y[order] == y.max()
+    P = np.add.reduceat(w * positive, starts, axis=1)  # positives per tied score
+    N = np.add.reduceat(w * ~positive, starts, axis=1)
+    below = np.cumsum(N, axis=1) - N  # negatives scored strictly lower
+    return (P * (below + 0.5 * N)).sum(axis=1) / (P.sum(axis=1) * N.sum(axis=1))
+
+
 def _skip_checks():
-    """scikit-learn without its argument checks, for the resamples: the point estimate checked the arrays once and
-    a resample is a subset of them (the same numbers; 500 resampled AUCs measured 1.31 s -> 0.96 s)."""
+    """scikit-learn without its argument checks, for the resamples of metrics other than the AUC: the point
+    estimate checked the arrays once and a resample is a subset of them."""
     return sklearn.config_context(assume_finite=True, skip_parameter_validation=True)
 
 
@@ -77,8 +116,7 @@ def auc_ci(y_true, y_score, n_boot: int = 2000, alpha: float = 0.05, seed: int =
     if len(np.unique(y_true)) < 2:
         raise ValueError("AUC needs both classes in y_true")
     point = roc_auc_score(y_true, y_score)
-    with _skip_checks():
-        stats = [roc_auc_score(y_true[idx], y_score[idx]) for idx in _resamples(y_true, groups, n_boot, seed)]
+    stats = _weighted_aucs(y_true, y_score, _resample_weights(y_true, groups, n_boot, seed))
     low, high = np.percentile(stats, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return AUC(float(point), float(low), float(high), len(y_true))
 
@@ -101,8 +139,12 @@ def paired_difference(y_true, score_a, score_b, metric: Callable = roc_auc_score
     if metric is roc_auc_score and len(np.unique(y)) < 2:
         raise ValueError("AUC needs both classes in y_true")
     point = metric(y, a) - metric(y, b)
-    with _skip_checks():
-        d = np.array([metric(y[i], a[i]) - metric(y[i], b[i]) for i in _resamples(y, groups, n_boot, seed)])
+    if metric is roc_auc_score:
+        w = _resample_weights(y, groups, n_boot, seed)
+        d = _weighted_aucs(y, a, w) - _weighted_aucs(y, b, w)
+    else:
+        with _skip_checks():
+            d = np.array([metric(y[i], a[i]) - metric(y[i], b[i]) for i in _resamples(y, groups, n_boot, seed)])
     low, high = np.percentile(d, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     p = float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))
     return PairedDifference(float(point), float(low), float(high), p, len(y),

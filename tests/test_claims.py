@@ -83,28 +83,6 @@ def test_seed_page_has_one_column_per_seed_run(tmp_path):
     assert "| seed 2" in write_seeds_page(chapters, "tiny", "synthetic").read_text()
 
 
-def test_evidence_is_bootstrapped_once_per_content_of_the_predictions(tmp_path, monkeypatch):
-    """A chapter, the claim page and the seeds page read the same evidence; a change of a prediction file, of the
-    rule or of the bootstrap computes it again."""
-    rng = np.random.default_rng(1)
-    n = 60
-    labels = (rng.random(n) < 0.5).astype(int)
-    patients = [f"P{k // 2}" for k in range(n)]
-    a = _predictions(tmp_path / "a" / "predictions.csv", labels + rng.normal(0, 0.5, n), labels, patients)
-    b = _predictions(tmp_path / "b" / "predictions.csv", rng.normal(0, 1, n), labels, patients)
-    c = claims.Claim("04", "a beats b", "", "a", [a], "b", [b])
-    first = claims.evidence(c, n_boot=50)
-    computed = []
-    real = claims._evidence
-    monkeypatch.setattr(claims, "_evidence", lambda *args: computed.append(args) or real(*args))
-    assert claims.evidence(c, n_boot=50) == first and not computed
-    claims.evidence(c, n_boot=50, seed=1)
-    claims.evidence(claims.Claim("04", "a beats b", "", "a", [a], "b", [b], kind="equivalent", margin=0.05), n_boot=50)
-    _predictions(tmp_path / "a" / "predictions.csv", rng.normal(0, 1, n), labels, patients)
-    assert claims.evidence(c, n_boot=50) != first
-    assert len(computed) == 3
-
-
 def test_a_claim_whose_predictions_are_gone_names_them(tmp_path):
     c = claims.Claim("04_whole_image", "a beats b", "", "a", [str(tmp_path / "gone.csv")], "b", [str(tmp_path / "b.csv")])
     with pytest.raises(FileNotFoundError, match="04_whole_image.*gone.csv.*--force"):

@@ -91,3 +91,19 @@ def test_identical_models_differ_by_zero():
     assert d.diff == 0 and d.low == 0 and d.high == 0 and d.p == 1.0
     with pytest.raises(ValueError, match="same images"):
         paired_auc_difference(y, a, a[:-1])
+
+
+def test_resampled_aucs_are_scikit_learns_on_every_resample():
+    """The bootstrap computes all resampled AUCs at once from image multiplicities; each equals scikit-learn's
+    ``roc_auc_score`` on that resample's images (ties included), for resamples of patients and of images."""
+    from mammossl_core.metrics import _resample_weights, _resamples, _weighted_aucs
+    for groups_of in (lambda pid: pid, lambda pid: None):
+        y, a, _, pid = _data(3)
+        groups = groups_of(pid)
+        idx = list(_resamples(y, groups, 300, 7))
+        w = _resample_weights(y, groups, 300, 7)
+        assert len(idx) == len(w) > 250
+        for i, row in zip(idx, w):
+            assert np.array_equal(np.bincount(i, minlength=len(y)), row)
+        np.testing.assert_allclose(_weighted_aucs(y, a, w), [roc_auc_score(y[i], a[i]) for i in idx], rtol=0,
+                                   atol=1e-12)
