@@ -2,9 +2,9 @@
 
 ``mammossl book run --profile tiny`` executes ``notebooks/*.ipynb`` in order into ``book/chapters/`` (where the
 book reads them). A notebook that fails stops the run with a non-zero exit naming the notebook and the cell; its
-partly executed copy goes to ``book/_failed/``, never into the book. Executed copies whose source and parameters
-have not changed are kept, and shared artefacts (datasets, pretrained encoders, evaluations) come from the cache
-(:mod:`mammossl_core.artefacts`), so a re-run after a failure continues where it stopped.
+partly executed copy goes to ``book/_failed/``, never into the book. Executed copies whose source, parameters and
+package version have not changed are kept, and shared artefacts (datasets, pretrained encoders, evaluations) come
+from the cache (:mod:`mammossl_core.artefacts`), so a re-run after a failure continues where it stopped.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import claims
+from . import __version__, claims
 from .chapter import dataset_label
 from .config import resolve
 
@@ -28,7 +28,9 @@ def _repo() -> Path:
 
 
 def _digest(src: Path, params: dict) -> str:
-    return hashlib.sha1(src.read_bytes() + json.dumps(params, sort_keys=True).encode()).hexdigest()
+    """What an executed chapter depends on besides the cache: its source, its parameters and the package version
+    (which also keys the artefact cache), so an upgraded package executes the chapters again."""
+    return hashlib.sha1(src.read_bytes() + json.dumps([params, __version__], sort_keys=True).encode()).hexdigest()
 
 
 class NotebookError(RuntimeError):
@@ -101,12 +103,26 @@ def run_notebooks(profile: str = "tiny", params: dict | None = None, only: list[
         os.replace(tmp, dst)
         records.append({"notebook": src.name, "status": "executed", "seconds": round(seconds, 1)})
         print(f"[book] {src.name}: {seconds:.0f} s", flush=True)
-    (out_dir / "timings.json").write_text(json.dumps(records, indent=2))
+    _write_timings(out_dir / "timings.json", records)
     label = dataset_label(params.get("data_dir"), params.get("dataset", "CBIS-DDSM"))
     write_claims_page(Path(params["out_dir"]), out_dir / "claims.md", profile, label, params.get("seed", 0))
     if out_dir == repo / "book" / "chapters":
         write_seeds_page(out_dir, profile, label)
     return records
+
+
+def _write_timings(path: Path, records: list[dict]) -> None:
+    """One record per notebook: this run's, and for notebooks this run left out (``--only``) the earlier ones."""
+    kept = {}
+    if path.is_file():
+        try:
+            kept = {r["notebook"]: r for r in json.loads(path.read_text())}
+        except (ValueError, KeyError, TypeError):
+            kept = {}  # unreadable: this run's records only
+    kept.update({r["notebook"]: r for r in records})
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([kept[k] for k in sorted(kept)], indent=2))
+    os.replace(tmp, path)
 
 
 def run_seeds(profile: str = "tiny", params: dict | None = None, seeds: list[int] | None = None,

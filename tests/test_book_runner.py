@@ -1,4 +1,6 @@
-"""The book runner's treatment of an executed notebook (no execution here: a notebook built in memory)."""
+"""The book runner: its treatment of an executed notebook, its timings and its digest (no execution here)."""
+import json
+
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
@@ -17,3 +19,24 @@ def test_the_book_leaves_out_progress_bars_and_keeps_every_other_output():
     out = for_the_book(nbformat.from_dict(nb))
     assert out.cells[0].metadata["tags"] == ["injected-parameters", "hide-input"]
     assert out.cells[1].outputs == [warning, printed, table]
+
+
+def test_a_partial_run_keeps_the_other_chapters_timings(tmp_path):
+    from mammossl_core.book import _write_timings
+
+    path = tmp_path / "timings.json"
+    _write_timings(path, [{"notebook": "00_data.ipynb", "status": "executed", "seconds": 50.0},
+                          {"notebook": "01_augmentations.ipynb", "status": "executed", "seconds": 40.0}])
+    _write_timings(path, [{"notebook": "01_augmentations.ipynb", "status": "executed", "seconds": 42.0}])
+    assert json.loads(path.read_text()) == [{"notebook": "00_data.ipynb", "status": "executed", "seconds": 50.0},
+                                            {"notebook": "01_augmentations.ipynb", "status": "executed", "seconds": 42.0}]
+
+
+def test_the_package_version_is_part_of_a_chapters_digest(tmp_path, monkeypatch):
+    from mammossl_core import book
+
+    nb = tmp_path / "00_x.ipynb"
+    nb.write_text("{}")
+    before = book._digest(nb, {"profile": "tiny"})
+    monkeypatch.setattr(book, "__version__", "999.0")
+    assert book._digest(nb, {"profile": "tiny"}) != before
