@@ -8,6 +8,7 @@ encoder named once in the caption.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -20,7 +21,7 @@ import torch
 from IPython.display import display
 
 from . import artefacts, claims
-from .config import Profile, resolve
+from .config import EvalConfig, Profile, resolve
 from .evaldata import lesion_detector_ceiling
 from .io import cache_root, write_json
 
@@ -51,6 +52,11 @@ class Chapter:
     cmmd_dir: str | None = None
     t0: float = field(default_factory=time.perf_counter)
     _ceiling: float | None = None
+
+    @property
+    def eval(self) -> EvalConfig:
+        """The evaluation settings in effect: the profile's, with the chapter's overrides (``epochs``)."""
+        return dataclasses.replace(self.prof.eval, **self.ev_over)
 
     @property
     def ceiling(self) -> float:

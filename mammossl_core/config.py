@@ -186,8 +186,8 @@ class BookConfig:
     run_sa: bool = True
     #: chapter 5: the (method, pooling) rows of Table 3 that are finetuned (SwAV GAP, which the chapter's claims
     #: read, is run at every profile)
-    finetune_table3: tuple[tuple[str, str], ...] = (("byol", "gap"), ("byol", "mip"), ("swav", "gap"),
-                                                    ("swav", "mip"))
+    finetune_table3: tuple[tuple[str, str], ...] = (("byol", "gap"), ("byol", "mip"), ("byol", "sa"),
+                                                    ("swav", "gap"), ("swav", "mip"))
     #: chapter 6: the larger encoders (Table 4) and whether they are finetuned too
     larger_encoders: tuple[str, ...] = ("resnet50x2", "resnet152")
     finetune_larger_encoders: bool = True

@@ -46,3 +46,14 @@ def test_synthetic_parameters_come_from_the_profile():
     assert s.lesion_size == 1.5
     with pytest.raises(ValueError, match="unknown synthetic parameter"):
         SynthParams.of("tiny", lesion_colour=1)
+
+
+def test_a_chapters_evaluation_settings_carry_its_epochs_parameter(tmp_path):
+    """What a chapter prints about its budget is what its protocols ran with (the smoke test's ``epochs=1``)."""
+    from mammossl_core.chapter import Chapter
+
+    prof = get_profile("tiny")
+    ch = Chapter("05", "tiny", prof, "cpu", 0, tmp_path, "synthetic", tmp_path, {},
+                 {"linear_epochs": 1, "finetune_epochs": 1, "supervised_epochs": 1})
+    assert (ch.eval.finetune_epochs, ch.eval.supervised_epochs, ch.eval.finetune_lr) == (1, 1, prof.eval.finetune_lr)
+    assert Chapter("05", "tiny", prof, "cpu", 0, tmp_path, "synthetic", tmp_path, {}, {}).eval == prof.eval
