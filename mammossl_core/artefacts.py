@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -76,12 +77,20 @@ def pretrained(method: str, data: str | os.PathLike, profile: str | Profile = "t
 
 def evaluation(fn, name: str, profile: str | Profile = "tiny", **kwargs) -> dict:
     """The result of an evaluation protocol ``fn(profile=..., **kwargs, out=...)``, computed once per
-    configuration (the whole resolved profile is part of the key)."""
+    configuration: the protocol, the whole resolved profile and every argument, defaults filled in. ``name`` only
+    labels the directory: a chapter that asks for an evaluation another chapter ran under another name (chapter 6's
+    base encoder is chapter 4's SwAV) gets that one."""
     prof = resolve(profile)
-    out = cache_root() / "eval" / f"{name}-{key(fn=fn.__name__, profile=prof, **kwargs)}"
-    result = out / ("cv_result.json" if name.startswith("cv") else "result.json")
-    if result.is_file():
-        return {**json.loads(result.read_text()), "out": str(out)}
+    bound = inspect.signature(fn).bind_partial(profile=prof, **kwargs)
+    bound.apply_defaults()
+    config = {k: v for k, v in bound.arguments.items() if k not in ("out", "profile")}
+    k = key(fn=fn.__name__, profile=prof, **config)
+    result = "cv_result.json" if fn.__name__ == "cross_validate" else "result.json"
+    root = cache_root() / "eval"
+    for done in sorted(root.glob(f"*-{k}")):
+        if (done / result).is_file():
+            return {**json.loads((done / result).read_text()), "out": str(done)}
+    out = root / f"{name}-{k}"
     return {**fn(out=out, profile=prof, **kwargs), "out": str(out)}
 
 

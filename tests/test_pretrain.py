@@ -107,3 +107,24 @@ def test_explicit_overrides_win_over_per_method_choices():
     assert method_config("byol", prof, {"batch_size": 4, "source": "annotated"}).batch_size == 4
     assert method_config("byol", prof, {"source": "annotated"}).batch_size == prof.pretrain.annotated_batch_size
     assert method_config("mae", get_profile("paper", pretrain={"batch_size": 4}), {"batch_size": 4}).batch_size == 4
+
+
+def test_an_evaluation_is_computed_once_whatever_its_name_and_spelt_defaults(tmp_path, monkeypatch):
+    """Two chapters asking for the same evaluation (one passing a default explicitly, under another name) share it;
+    a different argument computes a new one."""
+    from mammossl_core import artefacts
+
+    monkeypatch.setenv("MAMMOSSL_CACHE", str(tmp_path))
+    calls = []
+
+    def protocol(data, pooling="gap", bn=None, profile=None, out=None):
+        calls.append((pooling, bn))
+        out.mkdir(parents=True)
+        (out / "result.json").write_text(json.dumps({"auc": 0.5 + len(calls)}))
+        return {"auc": 0.5 + len(calls)}
+
+    a = artefacts.evaluation(protocol, "linear-swav-gap", data="d", bn=None)
+    b = artefacts.evaluation(protocol, "linear-swav-tiny-gap", data="d")
+    assert a == b and len(calls) == 1
+    c = artefacts.evaluation(protocol, "linear-swav-tiny-gap", data="d", pooling="mip")
+    assert c["auc"] == 2.5 and len(calls) == 2
