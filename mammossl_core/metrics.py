@@ -44,43 +44,32 @@ class PairedDifference:
         return f"{self.diff:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
 
 
-def _group_index(y: np.ndarray, groups) -> tuple[np.ndarray, int]:
-    """Each image's group (patient) number and the number of groups; every image its own group without ``groups``."""
-    if groups is None:
-        return np.arange(len(y)), len(y)
-    _, inv = np.unique(np.asarray(groups), return_inverse=True)
-    return inv.ravel(), int(inv.max()) + 1 if len(inv) else 0
-
-
-def _picks(n_groups: int, n_boot: int, seed: int):
-    """The groups drawn (with replacement) by each of ``n_boot`` seeded bootstrap resamples."""
-    rng = np.random.default_rng(seed)
-    for _ in range(n_boot):
-        yield rng.integers(0, n_groups, n_groups)
-
-
-def _resamples(y: np.ndarray, groups, n_boot: int, seed: int):
-    """Index arrays of ``n_boot`` bootstrap resamples (by group when ``groups`` is given) that hold both classes."""
-    inv, g = _group_index(y, groups)
-    order = np.argsort(inv, kind="stable")
-    members = np.split(order, np.cumsum(np.bincount(inv, minlength=g))[:-1])
-    for pick in _picks(g, n_boot, seed):
-        idx = np.concatenate([members[k] for k in pick])
-        if y[idx].min() != y[idx].max():
-            yield idx
-
-
 def _resample_weights(y: np.ndarray, groups, n_boot: int, seed: int) -> np.ndarray:
-    """The resamples of :func:`_resamples` (the same draws, the same ones skipped) as a matrix of multiplicities:
-    row ``r``, column ``i`` says how many times resample ``r`` holds image ``i``."""
-    inv, g = _group_index(y, groups)
+    """``n_boot`` seeded bootstrap resamples of the images (of the ``groups``, patients, when given: a drawn patient
+    brings all of its images) that hold both classes, as a matrix of multiplicities: row ``r``, column ``i`` says how
+    many times resample ``r`` holds image ``i``."""
+    if groups is None:
+        inv, g = np.arange(len(y)), len(y)
+    else:
+        _, inv = np.unique(np.asarray(groups), return_inverse=True)
+        inv = inv.ravel()
+        g = int(inv.max()) + 1 if len(inv) else 0
+    rng = np.random.default_rng(seed)
     pos = y == y.max()
     rows = []
-    for pick in _picks(g, n_boot, seed):
-        w = np.bincount(pick, minlength=g)[inv]
+    for _ in range(n_boot):
+        w = np.bincount(rng.integers(0, g, g), minlength=g)[inv]
         if w[pos].any() and w[~pos].any():
             rows.append(w)
     return np.array(rows, dtype=float).reshape(len(rows), len(y))
+
+
+def _resamples(y: np.ndarray, groups, n_boot: int, seed: int):
+    """The resamples of :func:`_resample_weights` as index arrays (each image repeated as often as it was drawn), for
+    metrics that take the images themselves."""
+    images = np.arange(len(y))
+    for w in _resample_weights(y, groups, n_boot, seed):
+        yield np.repeat(images, w.astype(int))
 
 
 def _weighted_aucs(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
