@@ -44,12 +44,25 @@ def prototype_vectors(model) -> np.ndarray:
 
 
 def umap_projection(z: np.ndarray, protos: np.ndarray, seed: int = 0, n_neighbors: int = 15):
-    """2-D UMAP fitted on the embeddings; prototypes mapped with the same projection (paper Fig. 6A)."""
-    import umap  # deliberately lazy: umap-learn compiles with numba on import (seconds), only this needs it
+    """2-D UMAP fitted on the embeddings ``z`` (paper Fig. 6A); each prototype is placed at the mean position of
+    its ``n_neighbors`` nearest embeddings, where umap-learn's ``transform`` starts before refining (prototypes lie
+    far from every embedding and closer to each other, so a joint fit would pile them up in a cluster of their
+    own). The exact nearest neighbours come from scikit-learn: umap-learn computes them for small sets by calling
+    its numba metric once per pair from Python, and ``transform`` compiles a second numba pipeline (together ~20
+    of ~30 s on two cores for 2,000 tiles). Returns the coordinates of ``z`` and of ``protos``."""
+    import warnings
 
-    reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(z) - 1), random_state=seed, n_jobs=1)
-    e2 = reducer.fit_transform(z)
-    return e2, reducer.transform(protos)
+    import umap  # deliberately lazy: umap-learn compiles with numba on import (seconds), only this needs it
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(n_neighbors, len(z) - 1)
+    nn = NearestNeighbors(n_neighbors=k).fit(z)
+    dist, idx = nn.kneighbors(z)
+    reducer = umap.UMAP(n_neighbors=k, random_state=seed, n_jobs=1, precomputed_knn=(idx, dist, None))
+    with warnings.catch_warnings():  # no search index is passed: umap's transform is unavailable, and not needed
+        warnings.filterwarnings("ignore", message="precomputed_knn.2. .knn_search_index. is not an NNDescent")
+        e2 = reducer.fit_transform(z)
+    return e2, e2[nn.kneighbors(protos, return_distance=False)].mean(1)
 
 
 def nearest_patches(z: np.ndarray, protos: np.ndarray, k: int = 6) -> np.ndarray:
