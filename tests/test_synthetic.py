@@ -106,6 +106,13 @@ def test_texture_and_intensity_fall_in_the_real_films_ranges():
     assert REAL_FILMS["ranges"]["beta"] == (2.9, 3.3)
 
 
+def test_texture_table_is_the_same_whatever_the_workers():
+    from mammossl_core.data.texture import synthetic_texture
+
+    one = synthetic_texture(2, 5, "cmmd", profile="tiny", workers=1)
+    assert len(one) >= 2 and one.equals(synthetic_texture(2, 5, "cmmd", profile="tiny", workers=2))
+
+
 def test_package_estimator_is_the_shared_one():
     from mammossl_core.data.synthetic import SynthParams, render_image
     from mammossl_core.data.texture import texture_stats

@@ -59,16 +59,30 @@ def _row(stats: dict) -> dict:
     return {"beta": stats["beta"], "breast_fraction": stats["breast_fraction"], "p5": p5, "p50": p50, "p95": p95}
 
 
-def synthetic_texture(patients: int, seed: int, domain: str, profile: str = "paper") -> pd.DataFrame:
-    """:func:`texture_stats` of every view of ``patients`` synthetic patients drawn at ``profile``'s image size
-    (rendered in memory, nothing written), one row per image."""
+def _patient_texture(args: tuple[int, int, str, str]) -> list[dict]:
     from .synthetic import SynthParams, generate_images
 
-    rows = []
-    for i in range(patients):
-        for meta, img, _, _ in generate_images(i, seed, SynthParams.of(profile, domain)):
-            rows.append({"image_id": meta["image_id"], "density": meta["density"], **_row(texture_stats(img))})
-    return pd.DataFrame(rows)
+    index, seed, profile, domain = args
+    return [{"image_id": meta["image_id"], "density": meta["density"], **_row(texture_stats(img))}
+            for meta, img, _, _ in generate_images(index, seed, SynthParams.of(profile, domain))]
+
+
+def synthetic_texture(patients: int, seed: int, domain: str, profile: str = "paper",
+                      workers: int | None = None) -> pd.DataFrame:
+    """:func:`texture_stats` of every view of ``patients`` synthetic patients drawn at ``profile``'s image size
+    (rendered in memory, nothing written), one row per image. Patients are drawn from their own random streams,
+    so ``workers`` processes (default: one per core, up to the patients) give the same table as one."""
+    import multiprocessing as mp
+    import os
+
+    jobs = [(i, seed, profile, domain) for i in range(patients)]
+    workers = min(workers or os.cpu_count() or 1, patients)
+    if workers > 1:
+        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
+            per_patient = pool.map(_patient_texture, jobs, chunksize=1)
+    else:
+        per_patient = [_patient_texture(j) for j in jobs]
+    return pd.DataFrame([row for rows in per_patient for row in rows])
 
 
 def prepared_texture(data_dir, images: int) -> pd.DataFrame:
