@@ -1,4 +1,5 @@
-"""The book runner: its treatment of an executed notebook, its timings and its digest (no execution here)."""
+"""The book runner: its treatment of an executed notebook, its timings, its digest, and its shared kernel (on tiny
+notebooks)."""
 import json
 
 import nbformat
@@ -40,3 +41,33 @@ def test_the_package_version_is_part_of_a_chapters_digest(tmp_path, monkeypatch)
     before = book._digest(nb, {"profile": "tiny"})
     monkeypatch.setattr(book, "__version__", "999.0")
     assert book._digest(nb, {"profile": "tiny"}) != before
+
+
+def _notebook(path, *sources):
+    nb = new_notebook(cells=[new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_chapters_share_one_kernel_and_start_from_an_empty_namespace(tmp_path, monkeypatch):
+    import pytest
+
+    from mammossl_core.book import NotebookError, run_notebooks
+
+    monkeypatch.setenv("MAMMOSSL_REPO", str(tmp_path))  # the kernel's working directory and book/_failed
+    src, out = tmp_path / "notebooks", tmp_path / "chapters"
+    src.mkdir()
+    _notebook(src / "00_first.ipynb", "import os\nleft_over = 1\nprint(os.getpid())")
+    _notebook(src / "01_second.ipynb", "import os\nprint(os.getpid(), 'left_over' in globals())")
+    run_notebooks(notebooks_dir=src, out_dir=out)
+    pids = [nbformat.read(out / f"{n}.ipynb", as_version=4).cells[-1].outputs[0].text.split()
+            for n in ("00_first", "01_second")]
+    assert pids[0][0] == pids[1][0] and pids[1][1] == "False"  # one kernel process, no variable carried over
+
+    _notebook(src / "01_second.ipynb", "import os\nos._exit(3)")  # a chapter that kills the kernel
+    _notebook(src / "02_third.ipynb", "print('ran')")
+    with pytest.raises(NotebookError, match="01_second.ipynb: the kernel died"):
+        run_notebooks(notebooks_dir=src, out_dir=out)
+    assert (tmp_path / "book" / "_failed" / "01_second.ipynb").is_file()
+    run_notebooks(notebooks_dir=src, out_dir=out, only=["02"])  # a later run starts a kernel of its own
+    assert nbformat.read(out / "02_third.ipynb", as_version=4).cells[-1].outputs[0].text == "ran\n"
