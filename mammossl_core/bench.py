@@ -1,6 +1,6 @@
 """Benchmarks that measure two ways of doing the same job side by side in one run and print the ratio.
 
-``python -m mammossl_core.bench [tiles|augment|trainer|whole-image|predict|synth|bootstrap|all] [--data DIR]``
+``python -m mammossl_core.bench [tiles|augment|trainer|whole-image|predict|synth|bootstrap|kernel|all] [--data DIR]``
 """
 from __future__ import annotations
 
@@ -347,8 +347,46 @@ def bench_bootstrap(data: str | None, workdir: Path, patients: int = 100, n_boot
     return {"speedup": float(np.median(ratio)), "max_difference": gap}
 
 
+def bench_kernel(data: str | None, workdir: Path, chapters: int = 4, repeats: int = 3) -> dict:
+    """The book runner's chapters in one shared kernel (:class:`mammossl_core.book.SharedKernel`) vs a kernel of their
+    own each (one ``run_notebooks`` call per chapter, as the runner did before), interleaved: ``chapters`` notebooks
+    whose only work is a chapter's imports, so that what is measured is the set-up that every chapter pays."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from .book import run_notebooks
+
+    src = workdir / "kernel-notebooks"
+    src.mkdir(parents=True, exist_ok=True)
+    imports = ("import numpy as np, pandas as pd, matplotlib.pyplot as plt, seaborn as sns\n"
+               "from mammossl_core import artefacts, paper\nfrom mammossl_core.chapter import setup\n"
+               "from mammossl_core.evaluate import finetune, linear_eval, supervised")
+    names = []
+    for i in range(chapters):
+        nb = new_notebook(cells=[new_code_cell(imports), new_code_cell(f"x = {i}")])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, src / f"{i:02d}_imports.ipynb")
+        names.append(f"{i:02d}")
+    times: dict[str, list[float]] = {"a kernel per chapter": [], "one shared kernel": []}
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for n in names:
+            run_notebooks(notebooks_dir=src, out_dir=workdir / "kernel-out", only=[n], force=True)
+        times["a kernel per chapter"].append((time.perf_counter() - t) / chapters)
+        t = time.perf_counter()
+        run_notebooks(notebooks_dir=src, out_dir=workdir / "kernel-out", force=True)
+        times["one shared kernel"].append((time.perf_counter() - t) / chapters)
+    for k, v in times.items():
+        print(f"[kernel] {k}: {np.median(v):.2f} s per chapter [{min(v):.2f}, {max(v):.2f}]")
+    own, shared = np.array(times["a kernel per chapter"]), np.array(times["one shared kernel"])
+    saved, ratio = own - shared, own / shared
+    print(f"[kernel] saved per chapter: {np.median(saved):.2f} s [{saved.min():.2f}, {saved.max():.2f}]; "
+          f"ratio {np.median(ratio):.1f}x [{ratio.min():.1f}, {ratio.max():.1f}]")
+    return {"saved_s": float(np.median(saved)), "ratio": float(np.median(ratio))}
+
+
 BENCHES = {"tiles": bench_tiles, "augment": bench_augment, "trainer": bench_trainer, "whole-image": bench_whole_image,
-           "predict": bench_predict, "synth": bench_synth, "bootstrap": bench_bootstrap}
+           "predict": bench_predict, "synth": bench_synth, "bootstrap": bench_bootstrap, "kernel": bench_kernel}
 
 
 def main(argv: list[str] | None = None) -> int:
