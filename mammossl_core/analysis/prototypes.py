@@ -45,11 +45,12 @@ def prototype_vectors(model) -> np.ndarray:
 
 def umap_projection(z: np.ndarray, protos: np.ndarray, seed: int = 0, n_neighbors: int = 15):
     """2-D UMAP fitted on the embeddings ``z`` (paper Fig. 6A); each prototype is placed at the mean position of
-    its ``n_neighbors`` nearest embeddings, where umap-learn's ``transform`` starts before refining (prototypes lie
-    far from every embedding and closer to each other, so a joint fit would pile them up in a cluster of their
-    own). The exact nearest neighbours come from scikit-learn: umap-learn computes them for small sets by calling
-    its numba metric once per pair from Python, and ``transform`` compiles a second numba pipeline (together ~20
-    of ~30 s on two cores for 2,000 tiles). Returns the coordinates of ``z`` and of ``protos``."""
+    its ``n_neighbors`` nearest embeddings (umap-learn's ``transform`` starts from a weighted mean of the same
+    neighbours' positions, then refines it). Prototypes lie far from every embedding and closer to each other, so a
+    joint fit would pile them up in a cluster of their own. The exact nearest neighbours come from scikit-learn:
+    umap-learn computes them for small sets by calling its numba metric once per pair from Python, and
+    ``transform`` compiles a second numba pipeline (together ~20 of ~30 s on two cores for 2,000 tiles). Returns
+    the coordinates of ``z`` and of ``protos``."""
     import warnings
 
     import umap  # deliberately lazy: umap-learn compiles with numba on import (seconds), only this needs it
