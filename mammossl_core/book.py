@@ -285,9 +285,13 @@ def write_seeds_page(chapters_dir: Path, profile: str, dataset: str) -> Path:
 def write_claims_page(results_dir: Path, page: Path, profile: str, dataset: str, seed: int = 0) -> Path:
     """The book's page of every chapter's claim checks, recomputed from the saved predictions
     (:func:`mammossl_core.claims.table`) with the bootstrap seed the chapters used."""
+    from .numerics import fingerprint
+
     prof = resolve(profile)
     df = claims.table(claims.load(results_dir), prof.eval.bootstrap, seed)
-    page.write_text(claims.markdown_page(df, profile, dataset))
+    fp = fingerprint()
+    machine = f"{fp['cpu']}, {fp['threads']} threads, numerics fingerprint `{fp['fingerprint']}`"
+    page.write_text(claims.markdown_page(df, profile, dataset, machine))
     return page
 
 

@@ -127,14 +127,19 @@ def table(claims: list[Claim], n_boot: int = 2000, seed: int = 0) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def markdown_page(df: pd.DataFrame, profile: str, dataset: str) -> str:
-    """The book's page of every chapter's claim checks."""
+def markdown_page(df: pd.DataFrame, profile: str, dataset: str, machine: str | None = None) -> str:
+    """The book's page of every chapter's claim checks (``machine``: where the chapters ran, with its numerics
+    fingerprint, :mod:`mammossl_core.numerics`)."""
     counts = df.verdict.value_counts().reindex(list(VERDICTS), fill_value=0) if len(df) else None
     lines = ["# Claim checks", "",
              f"Every claim that a chapter tested, recomputed from the chapters' saved predictions when the book was "
              f"built. Profile: **{profile}**; data: **{dataset}**. A difference is model *a* minus model *b* on the "
              "same test images, with a 95% interval from a paired bootstrap over patients (both views and both "
              "breasts of a patient move together). The verdict rules are in `mammossl_core/claims.py`.", ""]
+    if machine:
+        lines += [f"Computed on {machine}. The numbers repeat exactly on a machine with the same numerics "
+                  "fingerprint; on other CPUs, whose floating-point kernels round differently, training ends elsewhere "
+                  "and the numbers move (the reproducibility page says how far).", ""]
     if counts is not None:
         lines += ["Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", ""]
         lines += [df.to_markdown(index=False), ""]

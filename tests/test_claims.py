@@ -38,6 +38,7 @@ def test_claim_page_is_recomputed_from_saved_predictions(tmp_path):
     claims.record(results, claims.Claim("04_whole_image", "a beats b", "0.757 vs 0.709", "a", [a], "b", [b]))
     page = write_claims_page(results, tmp_path / "claims.md", "tiny", "synthetic")
     assert "| holds" in page.read_text() and "a beats b" in page.read_text()
+    assert "numerics fingerprint `" in page.read_text()  # where the numbers were computed
     # the saved predictions of a are replaced by weak ones: the page's verdict follows
     _predictions(tmp_path / "runs" / "a" / "predictions.csv", rng.normal(0, 1, n), labels, patients)
     assert "| holds" not in write_claims_page(results, tmp_path / "claims.md", "tiny", "synthetic").read_text()
