@@ -137,9 +137,9 @@ def markdown_page(df: pd.DataFrame, profile: str, dataset: str, machine: str | N
              "same test images, with a 95% interval from a paired bootstrap over patients (both views and both "
              "breasts of a patient move together). The verdict rules are in `mammossl_core/claims.py`.", ""]
     if machine:
-        lines += [f"Computed on {machine}. The numbers repeat exactly on a machine with the same numerics "
-                  "fingerprint; on other CPUs, whose floating-point kernels round differently, training ends elsewhere "
-                  "and the numbers move (the reproducibility page says how far).", ""]
+        lines += [f"Computed on {machine}. The numbers are expected to repeat exactly on a machine with the same "
+                  "numerics fingerprint; on other CPUs, whose floating-point kernels round differently, training "
+                  "ends elsewhere and the numbers move (the reproducibility page says how far).", ""]
     if counts is not None:
         lines += ["Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", ""]
         lines += [df.to_markdown(index=False), ""]
