@@ -163,6 +163,8 @@ def cmd_analyse(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .pooling import POOLINGS
+
     ap = argparse.ArgumentParser(prog="mammossl", description="Self-supervised learning on screening mammograms "
                                  "(a reproduction of Miller et al.).")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -239,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("protocol", choices=["linear", "finetune", "supervised", "patches"])
     p.add_argument("--data", required=True, help="prepared dataset directory (may differ from the pretraining one)")
     p.add_argument("--checkpoint", default=None, help="pretraining run directory or .pt (none: random encoder)")
-    p.add_argument("--pooling", choices=["gap", "mip", "sa"], default="gap")
+    p.add_argument("--pooling", choices=sorted(POOLINGS), default="gap")
     p.add_argument("--out", required=True, help="output directory (result.json, predictions.csv)")
     p.add_argument("--encoder", default=None, help="encoder for random/supervised models (profile default)")
     p.add_argument("--split", default="split", help="split column: split, or fold0..fold4 of folds.csv")
@@ -265,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q = asub.add_parser("selection", help="validation pretraining loss vs linear-evaluation AUC (Supp. Fig. 2)")
     q.add_argument("--run", required=True, help="pretraining run directory with epoch_*.pt checkpoints")
-    q.add_argument("--pooling", choices=["gap", "mip", "sa"], default="gap")
+    q.add_argument("--pooling", choices=sorted(POOLINGS), default="gap")
     q.add_argument("--epochs", type=int, default=None, help="linear-evaluation epochs (profile default)")
     for q in asub.choices.values():
         q.add_argument("--data", required=True, help="prepared dataset directory")

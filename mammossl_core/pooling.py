@@ -24,6 +24,13 @@ def _check(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 class GAP(nn.Module):
     """Global average pooling over breast cells, equation (1): ``z = (1/K) sum_k h_k``."""
 
+    #: whether its weights are learned attention (worth drawing as a heatmap); GAP's are uniform
+    attends = False
+
+    @classmethod
+    def build(cls, m: int, mip_hidden: int = 512) -> "GAP":
+        return cls()
+
     def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         mask = _check(h, mask)
         w = mask.to(h.dtype)
@@ -40,6 +47,12 @@ class MIP(nn.Module):
     >>> pool = MIP(m=2048)
     >>> z, a = pool(torch.randn(2, 100, 2048))  # z: (2, 2048), a sums to one per image
     """
+
+    attends = True
+
+    @classmethod
+    def build(cls, m: int, mip_hidden: int = 512) -> "MIP":
+        return cls(m, mip_hidden)
 
     def __init__(self, m: int, n: int = 512):
         super().__init__()
@@ -66,6 +79,12 @@ class SA(nn.Module):
 
     ``weights`` are the class token's attention over the cells in the last layer, averaged over heads.
     """
+
+    attends = True
+
+    @classmethod
+    def build(cls, m: int, mip_hidden: int = 512) -> "SA":
+        return cls(m, heads=8 if m % 8 == 0 else 1)
 
     def __init__(self, m: int, layers: int = 1, heads: int = 8, pos_cells: int = 4096):
         super().__init__()
@@ -95,15 +114,17 @@ class SA(nn.Module):
         return self.norm(x[:, 0]), attn[:, 0, 1:]
 
 
-POOLINGS = ("gap", "mip", "sa")
+#: the one list of poolings: the command line, ``predict`` and the attention analysis read it
+POOLINGS: dict[str, type[nn.Module]] = {"gap": GAP, "mip": MIP, "sa": SA}
+
+
+def pooling_class(name: str) -> type[nn.Module]:
+    """The pooling called ``name``; an unknown name is an error that lists the known ones."""
+    if name not in POOLINGS:
+        raise ValueError(f"unknown pooling {name!r}; choose one of {sorted(POOLINGS)}")
+    return POOLINGS[name]
 
 
 def build_pooling(name: str, m: int, mip_hidden: int = 512) -> nn.Module:
     """``gap``, ``mip`` (n = ``mip_hidden``) or ``sa`` for embeddings of size ``m``."""
-    if name == "gap":
-        return GAP()
-    if name == "mip":
-        return MIP(m, mip_hidden)
-    if name == "sa":
-        return SA(m, heads=8 if m % 8 == 0 else 1)
-    raise ValueError(f"unknown pooling {name!r}; choose one of {POOLINGS}")
+    return pooling_class(name).build(m, mip_hidden)

@@ -37,6 +37,7 @@ from .data.layout import DataError, PreparedDataset, read_png16
 from .data.tiles import breast_mask
 from .io import atomic_path, write_csv, write_json
 from .loading import classifier
+from .pooling import pooling_class
 from .whole_image import grid_mask
 
 #: how the views of one breast are combined into the breast's score
@@ -168,7 +169,7 @@ def predict(model_dir: str | os.PathLike, source: str | os.PathLike, out: str | 
     model = classifier(model_dir, device=device)
     size = model_image_size(model_dir, saved)
     items, _ = _items(source)
-    attends = saved["pooling"] in ("mip", "sa")
+    attends = pooling_class(saved["pooling"]).attends
     records, failures = [], []
     bar = tqdm(total=len(items), desc="predict", unit="image", disable=not progress)
     for s in range(0, len(items), batch_size):

@@ -20,6 +20,7 @@ from ..data.layout import PreparedDataset, read_mask
 from ..evaldata import load_eval_data
 from ..io import write_csv, write_json
 from ..loading import classifier
+from ..pooling import POOLINGS, pooling_class
 from ..whole_image import grid_mask
 
 
@@ -123,8 +124,9 @@ def report(data, linear_out, out, split: str = "test", show: int = 6, device="cp
     ``linear_out`` (:func:`~mammossl_core.loading.classifier`). Writes ``heatmaps.png`` and, where the dataset has
     lesion masks, ``localisation.csv`` and ``localisation.json`` into ``out``."""
     saved = json.loads((Path(linear_out) / "result.json").read_text())
-    if saved["pooling"] == "gap":
-        raise ValueError(f"{linear_out}: GAP has no attention weights; use a MIP or SA linear evaluation")
+    if not pooling_class(saved["pooling"]).attends:
+        raise ValueError(f"{linear_out}: {saved['pooling']} pooling has no attention weights; use an attention pooling "
+                         f"({', '.join(n for n, c in POOLINGS.items() if c.attends)})")
     model = classifier(linear_out, device=device)
     ev = load_eval_data(data)
     t = ev.table
