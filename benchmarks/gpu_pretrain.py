@@ -11,9 +11,12 @@ workers -> fp32 augmentation on the GPU -> step):
 * peak GPU memory; the first step's seconds (compilation included), apart from the steady state;
 * the projected time of the paper's 200 epochs over CBIS-DDSM's tiles;
 
-then BYOL in eager mode on the same card (what compilation buys), a memory table (method x tile size x batch, one
-eager step each) and the GPU tests. Sections run in order of importance and are skipped once ``--budget`` seconds
-have passed, so a lease always returns the most important figures.
+then SwAV's stability at the paper's learning rate (several hundred steps past the prototypes' unfreeze: loss and
+largest |prototype score| per epoch), ViT-MAE's FLOPs per image and the img/s bound they set at ``--peak-tflops``,
+BYOL in eager mode on the same card (what compilation buys), the peak memory of finetuning at 1152x896 and batch 32,
+``mammossl predict`` on paper-size images (img/s), a memory table (method x tile size x batch, one eager step each),
+``pytest -m gpu`` and the paper-profile smoke test of two chapters on CUDA. Sections run in order of importance and
+are skipped once ``--budget`` seconds have passed, so a lease always returns the most important figures.
 
     python benchmarks/gpu_pretrain.py [--workdir DIR] [--patients 160] [--batch 2048] [--budget 420]
     python benchmarks/gpu_pretrain.py --cpu-smoke   # the code paths on CPU with the tiny profile (no figures)
@@ -39,7 +42,8 @@ sys.path.insert(0, str(REPO))
 
 from mammossl_core.augment import MammoAugment  # noqa: E402
 from mammossl_core.config import get_profile, resolve  # noqa: E402
-from mammossl_core.pretrain import build_optimizer, compile_mode, pretrain  # noqa: E402
+from mammossl_core.pretrain import compile_mode, pretrain  # noqa: E402
+from mammossl_core.ssl import Schedule  # noqa: E402
 from mammossl_core.ssl import build_method  # noqa: E402
 
 #: CBIS-DDSM training images (the paper's 2111) for the projected 200-epoch time
@@ -104,7 +108,7 @@ def trainer_run(method: str, data: Path, work: Path, profile: str, batch: int, c
         torch.cuda.reset_peak_memory_stats()
     s = pretrain(method, data, work / f"run_{method}_{compile_}", profile, progress=False, batch_size=batch,
                  max_steps=2 * steps_per_epoch + 1, epochs=100, checkpoint_every=10**9, num_workers=workers,
-                 swav_queue_start_step=0, compile=compile_, val_batches=2, on_step=on_step,
+                 swav_queue_start_fraction=0.0, compile=compile_, val_batches=2, on_step=on_step,
                  **({"lr": lr} if lr is not None else {}))
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
     steady = (b - a) * batch / (stamps[b] - stamps[a])
@@ -124,8 +128,8 @@ def compute_only(method: str, profile: str, batch: int, size: int, compile_: str
     mode = compile_mode(dataclasses.replace(cfg, compile=compile_), dev)
     if mode:
         model.compile_encoders(mode)
-    model.configure(10**6)
-    opt, _ = build_optimizer(model, method, cfg, batch)
+    model.configure(Schedule(10**6, 10**6, 10**6))
+    opt, _ = model.build_optimizer(batch)
     aug = MammoAugment(cfg.augment, size=size)
     g = torch.Generator(device=dev).manual_seed(0)
     x = torch.rand(batch, 1, size, size, device=dev)
@@ -147,6 +151,132 @@ def compute_only(method: str, profile: str, batch: int, size: int, compile_: str
         model.after_step(k, 10**6)
     _sync()
     return steps * batch / (time.perf_counter() - t)
+
+
+def swav_stability(profile: str, batch: int, size: int, steps: int, epoch: int) -> list[dict]:
+    """SwAV with the trainer's optimiser and schedule at the profile's learning rate (LARS 4.8 at 4096, scaled to
+    ``batch``), on random tiles resident on the device, ``steps`` steps in epochs of ``epoch``: per epoch the mean
+    loss, the largest |prototype score| and whether every loss was finite. The prototypes unfreeze after a tenth of
+    the warm-up, the queue joins after 7.5% of the steps (the profile's settings)."""
+    from lightly.utils.scheduler import cosine_warmup_schedule
+
+    prof = resolve(profile, pretrain={"batch_size": batch})
+    cfg = prof.pretrain
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    model = build_method("swav", cfg).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    warmup = int(round(cfg.warmup_fraction * steps))
+    model.configure(Schedule(epoch, steps, warmup))
+    opt, peak = model.build_optimizer(batch)
+    aug = MammoAugment(cfg.augment, size=size)
+    g = torch.Generator(device=dev).manual_seed(0)
+    pool = torch.rand(4 * batch, 1, size, size, device=dev)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    rows, losses, top = [], [], 0.0
+    for k in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = peak * cosine_warmup_schedule(k, steps, 1.0, 0.0, warmup, 0.0)
+        x = pool[torch.randint(0, len(pool), (batch,), device=dev, generator=g)]
+        views = [aug(x, g), aug(x, g)]
+        with amp:
+            loss = model(views, k).float().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        model.before_optimizer_step(k)
+        opt.step()
+        with torch.no_grad():
+            z = torch.nn.functional.normalize(model.projection(model.backbone(views[0][:256])).float(), dim=1)
+            top = max(top, float(model.prototypes(z).abs().max()))
+        losses.append(float(loss.detach()))
+        if (k + 1) % epoch == 0 or k + 1 == steps:
+            finite = all(math.isfinite(v) for v in losses)
+            rows.append({"epoch": len(rows), "last_step": k + 1, "lr": opt.param_groups[0]["lr"],
+                         "mean_loss": sum(losses) / len(losses), "max_abs_score": top, "finite": finite})
+            print(f"[swav] {rows[-1]}", flush=True)
+            losses, top = [], 0.0
+            if not finite:
+                break
+    rows.append({"frozen_steps": model.frozen_steps, "queue_start": model.queue_start, "peak_lr": peak})
+    return rows
+
+
+def mae_flops(profile: str, batch: int) -> float:
+    """FLOPs of one ViT-MAE training step per image (forward and backward, counted by torch's FlopCounterMode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = resolve(profile).pretrain
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_method("mae", cfg).to(dev)
+    x = torch.rand(batch, 3, cfg.mae_image_size, cfg.mae_image_size, device=dev)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model([x], 0).backward()
+    return counter.get_total_flops() / batch
+
+
+def finetune_memory(profile: str, batch: int, size: tuple[int, int]) -> float:
+    """Peak GPU memory (GiB) of one finetuning step of the ResNet-50 whole-image classifier (GAP), bf16."""
+    from mammossl_core.encoders import build_trunk
+    from mammossl_core.whole_image import WholeImageClassifier
+
+    trunk, m = build_trunk(resolve(profile).pretrain.encoder)
+    model = WholeImageClassifier(trunk, m, "gap").cuda().to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    x = torch.rand(batch, 1, *size, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        logits, _ = model(x)
+    torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), torch.ones_like(logits.float())).backward()
+    opt.step()
+    _sync()
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
+def predict_speed(work: Path, profile: str, patients: int, device: str) -> dict:
+    """``mammossl predict`` of paper-size synthetic images with a MIP classifier (a 2-step SwAV encoder and a
+    1-epoch linear head: speed, not accuracy), images/s over the whole call (reading, scoring, overlays)."""
+    from mammossl_core.data.products import build_products
+    from mammossl_core.data.synthetic import synthesize
+    from mammossl_core.evaluate import linear_eval
+    from mammossl_core.predict import predict
+
+    prof = resolve(profile)
+    d = synthesize(work / "predict_data", patients=patients, seed=1, profile=profile, progress=False, workers=None)
+    build_products(d, prof, progress=False)
+    run = work / "predict_swav"
+    pretrain("swav", d, run, profile, device=device, progress=False, max_steps=2, batch_size=64, val_batches=1,
+             compile="off")
+    linear_eval(d, run / "best.pt", "mip", profile, work / "predict_model", device=device, linear_epochs=1)
+    _sync()
+    t = time.perf_counter()
+    r = predict(work / "predict_model", d / "images.csv", work / "predict_out", device=device, batch_size=16,
+                progress=False)
+    _sync()
+    dt = time.perf_counter() - t
+    return {"images": r["scored"], "size": r["image_size"], "seconds": dt, "img_s": r["scored"] / dt}
+
+
+def pytest_on_gpu(budget_s: float) -> dict:
+    """``pytest -m gpu`` and the paper-profile smoke test of chapters 4 and 7 with ``device=cuda``."""
+    out = {}
+    for name, args, env in [("gpu tests", ["-m", "gpu", "tests"], {}),
+                            ("paper smoke 04+07 on cuda", ["-m", "paper", "tests/test_paper_profile.py", "-k",
+                                                           "04_whole_image or 07_prototypes"],
+                             {"MAMMOSSL_SMOKE_DEVICE": "cuda"})]:
+        t = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=REPO,
+                                  env={**__import__("os").environ, **env}, capture_output=True, text=True,
+                                  timeout=max(30, budget_s))
+            tail = (done.stdout + done.stderr).strip().splitlines()[-1:]
+            out[name] = {"rc": done.returncode, "summary": tail[0] if tail else "", "s": time.perf_counter() - t}
+        except subprocess.TimeoutExpired:
+            out[name] = {"rc": None, "summary": "timed out", "s": time.perf_counter() - t}
+        print(f"[pytest] {name}: {out[name]}", flush=True)
+    return out
 
 
 def memory_table(profile: str, cells: list[tuple[str, int, int]]) -> list[dict]:
@@ -175,9 +305,10 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=420.0, help="seconds after which remaining sections are skipped")
     ap.add_argument("--methods", default="byol,swav,simclr,mae")
     ap.add_argument("--lr", type=float, default=None,
-                    help="LARS learning rate at the reference batch (default: the profile's). Throughput does not "
-                         "depend on it; SwAV at the paper's 4.8 gave a non-finite loss within 2 epochs on the H100 "
-                         "(benchmarks/README.md)")
+                    help="LARS learning rate at the reference batch (default: the profile's, 4.8)")
+    ap.add_argument("--swav-steps", type=int, default=400, help="steps of the SwAV stability run")
+    ap.add_argument("--peak-tflops", type=float, default=989.0,
+                    help="the card's dense bf16 peak, for ViT-MAE's FLOP bound (H100/H200 SXM: 989)")
     ap.add_argument("--compute-steps", type=int, default=20, help="timed steps of the compute-only measurement")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory table")
     ap.add_argument("--json", default=None, help="also write every figure to this file")
@@ -230,8 +361,10 @@ def main() -> int:
     def steps_per_epoch(method: str, b: int) -> int:
         from mammossl_core.pretrain import build_dataset, method_config
 
+        from mammossl_core.ssl import METHODS
+
         cfg = method_config(method, resolve(profile, pretrain={"batch_size": b}), {"batch_size": b})
-        return len(build_dataset(prof, cfg, d, method, "train")) // b
+        return len(build_dataset(prof, cfg, d, METHODS[method], "train")) // b
 
     def one_method(method: str, b: int, mode: str):
         spe = steps_per_epoch(method, b)
@@ -254,15 +387,35 @@ def main() -> int:
     methods = a.methods.split(",")
     for method in [m for m in ("byol", "swav") if m in methods]:
         section(f"{method} compiled", lambda m=method: one_method(m, batch, compiled))
-    if not smoke:
-        section("byol eager", lambda: one_method("byol", batch, "off"))
+    results["swav_stability"] = section("swav stability", lambda: swav_stability(
+        profile, batch, size, 24 if smoke else a.swav_steps, 8 if smoke else 50))
     for method in [m for m in ("simclr", "mae") if m in methods]:
         b = prof.pretrain.mae_batch_size if method == "mae" else batch
         section(f"{method} compiled", lambda m=method, b=b: one_method(m, b, compiled))
+    if "mae/" + compiled in results["methods"]:
+        def bound():
+            f = mae_flops(profile, 2 if smoke else prof.pretrain.mae_batch_size)
+            r = {"gflop_per_image": f / 1e9, "bound_img_s": a.peak_tflops * 1e12 / f,
+                 "trainer_share_of_bound": results["methods"]["mae/" + compiled]["trainer_img_s"] * f
+                 / (a.peak_tflops * 1e12)}
+            print(f"[mae] {r}", flush=True)
+            return r
+        results["mae_flop_bound"] = section("mae flop bound", bound)
+    if not smoke:
+        section("byol eager", lambda: one_method("byol", batch, "off"))
+        results["finetune_peak_gib_1152x896_b32"] = section(
+            "finetune memory", lambda: finetune_memory(profile, 32, tuple(prof.data.image_size["ddsm"])))
+        print(f"[gpu] finetuning peak at 1152x896, batch 32: {results['finetune_peak_gib_1152x896_b32']} GiB",
+              flush=True)
+    results["predict"] = section("predict", lambda: predict_speed(work, profile, 10 if smoke else 24,
+                                                                  "cpu" if smoke else "cuda"))
+    print(f"[gpu] predict: {results['predict']}", flush=True)
     if not smoke and not a.no_memory:
         cells = [(m, 96, b) for m in ("byol", "swav", "simclr") for b in (1024, 2048, 4096)] + \
                 [("byol", 256, 512), ("byol", 256, 1024)]
         results["memory"] = section("memory table", lambda: memory_table(profile, cells))
+    if not smoke:
+        results["pytest"] = section("pytest on cuda", lambda: pytest_on_gpu(left()))
     results["wall_s"] = time.perf_counter() - t_start
     print("\n| method | mode | batch | trainer img/s | epoch img/s | compute-only img/s | GPU busy % | peak GiB | "
           "first step s | 200 epochs h |")

@@ -1,6 +1,7 @@
 """Artefacts shared by several notebooks (a prepared dataset, a pretrained encoder, an evaluation), produced once
-under one cache directory and keyed by their whole configuration and the package version, so that re-running the
-book (or one notebook after a failure) reuses what is already there and an upgrade never reuses stale results.
+under one cache directory and keyed by their whole configuration and the package's source
+(:func:`mammossl_core.source_digest`), so that re-running the book (or one notebook after a failure) reuses what is
+already there and changed code never reuses stale results.
 
 The cache root is ``$MAMMOSSL_CACHE`` or ``.cache/`` in the working directory (:func:`mammossl_core.io.cache_root`).
 """
@@ -14,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import __version__
+from . import launch, source_digest
 from .config import Profile, resolve
 from .data.layout import PreparedDataset
 from .data.products import build_products
@@ -32,8 +33,8 @@ def _jsonable(o):
 
 
 def key(**config) -> str:
-    """A short stable hash of a JSON-able configuration and the package version."""
-    blob = json.dumps({"mammossl": __version__, **config}, sort_keys=True, default=_jsonable)
+    """A short stable hash of a JSON-able configuration and the package source."""
+    blob = json.dumps({"mammossl": source_digest(), **config}, sort_keys=True, default=_jsonable)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
@@ -62,15 +63,23 @@ def dataset(data_dir: str | os.PathLike | None, profile: str | Profile = "tiny",
 
 
 def pretrained(method: str, data: str | os.PathLike, profile: str | Profile = "tiny", device: str | None = None,
-               **overrides) -> Path:
+               gpus: int | None = None, **overrides) -> Path:
     """The run directory of ``method`` pretrained on ``data`` at ``profile`` with pretraining ``overrides``;
     trained once, then reused (an interrupted run resumes). The key covers the whole resolved profile, so a finished
-    run is never resumed again: its resume state is dropped and ``best.pt`` (the selected model) is what stays."""
+    run is never resumed again: its resume state is dropped and ``best.pt`` (the selected model) is what stays.
+
+    ``gpus`` processes train it (default: every visible GPU, one process on a CPU); more than one are launched with
+    ``torchrun`` (:mod:`mammossl_core.launch`). The run's ``config.json`` records its world size, global batch and
+    learning rate."""
     prof = resolve(profile, pretrain=overrides)
     run = cache_root() / "runs" / f"{method}-{Path(data).name}-{prof.name}-{key(method=method, profile=prof)}"
     if not (run / "summary.json").is_file():
         # the overrides go through as well: explicit choices win over the per-method ones (pretrain.method_config)
-        pretrain(method, data, run, prof, resume=True, device=device, progress=False, **overrides)
+        nproc = launch.processes(gpus, device)
+        if nproc > 1:
+            launch.torchrun(method, data, run, prof, overrides, nproc, device)
+        else:
+            pretrain(method, data, run, prof, resume=True, device=device, progress=False, **overrides)
         drop_resume_state(run)
     return run
 

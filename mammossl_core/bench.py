@@ -141,7 +141,7 @@ def bench_trainer(data: str | None, workdir: Path, steps: int = 20, batch: int =
     from .config import get_profile
     from .data.layout import PreparedDataset
     from .data.tiles import TileDataset, ImageStore
-    from .pretrain import build_optimizer, pretrain
+    from .pretrain import pretrain
     from .ssl import build_method
 
     d = _ensure_data(data, workdir)
@@ -154,7 +154,7 @@ def bench_trainer(data: str | None, workdir: Path, steps: int = 20, batch: int =
     def bare() -> float:
         torch.manual_seed(0)
         model = build_method("byol", prof.pretrain)
-        groups = build_optimizer(model, "byol", prof.pretrain, batch)[0].param_groups  # the same parameter groups
+        groups = model.build_optimizer(batch)[0].param_groups  # the same parameter groups
         opt = LARS([{"params": g["params"], "weight_decay": g["weight_decay"]} for g in groups],
                    lr=0.1, momentum=prof.pretrain.momentum)
         aug = MammoAugment(prof.pretrain.augment, size=prof.data.tile_size)

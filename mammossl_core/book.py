@@ -3,7 +3,7 @@
 ``mammossl book run --profile tiny`` executes ``notebooks/*.ipynb`` in order into ``book/chapters/`` (where the
 book reads them). A notebook that fails stops the run with a non-zero exit naming the notebook and the cell; its
 partly executed copy goes to ``book/_failed/``, never into the book. Executed copies whose source, parameters and
-package version have not changed are kept, and shared artefacts (datasets, pretrained encoders, evaluations) come
+package source have not changed are kept, and shared artefacts (datasets, pretrained encoders, evaluations) come
 from the cache (:mod:`mammossl_core.artefacts`), so a re-run after a failure continues where it stopped.
 
 The chapters of one run share one Python kernel (:class:`SharedKernel`): each starts from an empty namespace, and
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__, claims
+from . import claims, source_digest
 from .chapter import dataset_label
 from .config import resolve
 
@@ -31,9 +31,9 @@ def _repo() -> Path:
 
 
 def _digest(src: Path, params: dict) -> str:
-    """What an executed chapter depends on besides the cache: its source, its parameters and the package version
+    """What an executed chapter depends on besides the cache: its source, its parameters and the package source
     (which also keys the artefact cache), so an upgraded package executes the chapters again."""
-    return hashlib.sha1(src.read_bytes() + json.dumps([params, __version__], sort_keys=True).encode()).hexdigest()
+    return hashlib.sha1(src.read_bytes() + json.dumps([params, source_digest()], sort_keys=True).encode()).hexdigest()
 
 
 class NotebookError(RuntimeError):
@@ -78,9 +78,9 @@ class SharedKernel:
     """One Python kernel for the chapters of a run. :meth:`fresh` hands papermill the kernel with its namespace
     cleared (IPython's ``%reset -f``): a chapter sees none of the previous chapter's variables, only the modules
     already imported, so the ~5 s of imports (torch, torchvision and lightly) and the ~1 s kernel start that every
-    chapter paid are paid once (~6 s of each chapter's ~7-10 s of set-up, measured on 2 cores). Chapters seed every
-    random draw themselves (the package's protocols take a ``seed``), so their numbers do not depend on what ran
-    before them in the kernel (a whole tiny book executed both ways wrote byte-identical predictions, 2026-11-27). A
+    chapter paid are paid once (``python -m mammossl_core.bench kernel``). Chapters seed every random draw
+    themselves (the package's protocols take a ``seed``), so their numbers do not depend on what ran before them
+    in the kernel (a whole book executed both ways writes byte-identical predictions). A
     chapter that kills the kernel ends the run (:class:`NotebookError`); a kernel found dead, or whose reset fails,
     is replaced by a new one."""
 

@@ -9,6 +9,7 @@ encoder named once in the caption.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 import warnings
@@ -50,8 +51,22 @@ class Chapter:
     #: evaluation overrides shared by every protocol of the chapter (the smoke test's caps)
     ev_over: dict
     cmmd_dir: str | None = None
+    #: pretraining processes, one per GPU (None: every visible GPU; 1 on a CPU)
+    gpus: int | None = None
     t0: float = field(default_factory=time.perf_counter)
     _ceiling: float | None = None
+    #: pretraining runs of this chapter whose global batch had to shrink to fit the GPUs (for the captions)
+    _shrunk: dict = field(default_factory=dict)
+
+    def pretrained(self, method: str, data=None, profile: Profile | None = None, **overrides) -> Path:
+        """:func:`mammossl_core.artefacts.pretrained` on the chapter's device and GPUs with its overrides
+        (``pre``): the run directory. A run whose global batch shrank to fit the GPUs is named in the captions."""
+        run = artefacts.pretrained(method, data if data is not None else self.data, profile or self.prof,
+                                   device=self.device, gpus=self.gpus, **{**overrides, **self.pre})
+        cfg = json.loads((run / "config.json").read_text())
+        if cfg.get("batch_reduced_from"):
+            self._shrunk[method] = cfg
+        return run
 
     @property
     def eval(self) -> EvalConfig:
@@ -73,6 +88,9 @@ class Chapter:
     def caption(self, what: str, encoder: str | None = None, ceiling: bool = False) -> str:
         enc = encoder or self.prof.pretrain.encoder
         text = f"{what}. Data: {self.source}; profile: {self.profile}; encoder: {enc}."
+        for m, c in self._shrunk.items():
+            text += (f" {m} pretrained at a global batch of {c['global_batch']} instead of {c['batch_reduced_from']} "
+                     f"({c['world_size']} GPU(s)), learning rate scaled linearly to {c['lr']:.3g}.")
         if ceiling and self.ceiling == self.ceiling:  # not NaN
             text += (f" A perfect lesion detector blind to pathology would score {self.ceiling:.3f} AUC on these "
                      "test images.")
@@ -128,7 +146,7 @@ def _predictions(run: dict) -> list[str]:
 
 
 def setup(name: str, profile: str = "tiny", dataset: str = "CBIS-DDSM", data_dir=None, cmmd_dir=None, device=None,
-          seed: int = 0, out_dir=None, max_steps=None, batch_size=None, epochs=None) -> Chapter:
+          seed: int = 0, out_dir=None, max_steps=None, batch_size=None, epochs=None, gpus=None) -> Chapter:
     """Resolve a chapter's papermill parameters (the ``parameters`` cell of every notebook has these names)."""
     os.environ.setdefault("TQDM_DISABLE", "1")
     warnings.filterwarnings("ignore")
@@ -140,6 +158,6 @@ def setup(name: str, profile: str = "tiny", dataset: str = "CBIS-DDSM", data_dir
     ev_over = {"linear_epochs": epochs, "finetune_epochs": epochs, "supervised_epochs": epochs} if epochs else {}
     out = Path(out_dir) if out_dir else cache_root() / "results" / prof.name
     ch = Chapter(name, prof.name, prof, device, seed, data, dataset_label(data_dir, dataset), out, pre, ev_over,
-                 cmmd_dir)
+                 cmmd_dir, gpus)
     print(f"profile {prof.name}, data: {ch.source}, device {device}")
     return ch

@@ -49,9 +49,8 @@ class SynthConfig:
     #: share of breasts carrying a malignant / a benign lesion (the rest are normal)
     malignant_fraction: float = 0.4
     benign_fraction: float = 0.35
-    #: difficulty: lesion contrast against the surrounding tissue (fraction of the breast signal). Generator 2.0:
-    #: 0.27 keeps the median lesion contrast-to-noise of tiny malignant and benign lesions at that of generator 1.0
-    #: at 0.2 (1.07, measured against a ring around each lesion; 0.2 gives 0.84 on the new tissue)
+    #: difficulty: lesion contrast against the surrounding tissue (fraction of the breast signal); chosen so that
+    #: the median contrast-to-noise of a lesion against a ring around it is about 1 at the tiny size
     lesion_contrast: float = 0.27
     #: difficulty: lesion size multiplier (1.0 = masses of 18-40 px radius at 1152 rows)
     lesion_size: float = 2.0
@@ -106,7 +105,7 @@ class PretrainConfig:
     num_workers: int = 4
     seed: int = 0
     #: ``torch.compile`` mode of the encoders: "auto" (compile on CUDA with the default mode, eager on CPU where
-    #: compiling measured slower for the tiny trunk), "off", or a torch.compile mode ("default",
+    #: compiling does not pay for the tiny trunk), "off", or a torch.compile mode ("default",
     #: "reduce-overhead", "max-autotune-no-cudagraphs")
     compile: str = "auto"
     # method-specific values (V.B)
@@ -116,9 +115,12 @@ class PretrainConfig:
     swav_sinkhorn_epsilon: float = 0.05
     swav_prototypes: int = 20
     swav_queue_length: int = 3000
-    swav_queue_start_step: int = 500
-    #: SwAV keeps its prototypes fixed for the first epoch(s) (Caron et al.)
-    swav_freeze_prototypes_epochs: int = 1
+    #: the queue joins Sinkhorn after this share of the run: the reference starts it at epoch 15 of 200 (batch 256),
+    #: once the projections it stores have stopped moving fast
+    swav_queue_start_fraction: float = 0.075
+    #: the prototypes stay fixed for this share of the warm-up steps (at least one step): the reference's 313 of
+    #: 3,130 at batch 4096. A share of the schedule, so that a run of any length unfreezes them early
+    swav_freeze_share_of_warmup: float = 0.1
     #: SwAV on the annotated patch set (IV.B): 50 prototypes, queue of 300
     swav_prototypes_annotated: int = 50
     swav_queue_length_annotated: int = 300
@@ -147,6 +149,10 @@ class PretrainConfig:
     annotated_lr: float = 0.4
     #: a global batch per tile size where the default does not fit (256 px tiles: 2048, lr scaled to 2.4)
     batch_size_by_tile: dict[int, int] = field(default_factory=lambda: {256: 2048})
+    #: the largest batch per GPU by the card's memory (GiB -> images): ResNet-50 on 96 px tiles in bf16 took 64-67 GiB
+    #: at 4096, so about 16 MiB an image. A run whose global batch does not fit its GPUs shrinks the global batch to
+    #: what fits, and the learning rate follows by the linear rule (``lr * batch / lr_reference_batch``); {} = no cap
+    batch_per_gpu_by_memory: dict[int, int] = field(default_factory=lambda: {80: 4096, 40: 2048, 24: 1024, 16: 512})
 
 
 @dataclass(frozen=True)
@@ -182,10 +188,10 @@ class BookConfig:
     #: chapter 2: the paper's patch side that each of ``DataConfig.tile_sizes`` stands for (Table 2)
     paper_tile_sizes: tuple[int, ...] = (64, 96, 128, 256)
     #: chapter 4: run the self-attention pooling (BYOL SA, Table 3); at the tiny profile one SA layer over the
-    #: 32x24 grid costs more than the rest of the chapter (250 s of 420 s measured on 2 cores)
+    #: 32x24 grid costs more than the rest of the chapter
     run_sa: bool = True
     #: chapter 4: MIP trained end to end from random initialisation (the supervised baseline with MIP pooling) as a
-    #: reference row of the localisation table; no claim reads it (36 s of a 15 min tiny book on 2 cores)
+    #: reference row of the localisation table; no claim reads it
     supervised_mip_reference: bool = True
     #: chapter 5: the (method, pooling) rows of Table 3 that are finetuned (SwAV GAP, which the chapter's claims
     #: read, is run at every profile)
@@ -256,8 +262,8 @@ def _tiny() -> Profile:
             encoder="tiny",
             epochs=1,
             batch_size=64,
-            # LARS at batch 64: 4.8 x 64 / 4096 = 0.075 moved the tiny encoder's filters by 1-2% in an epoch; 2.4 at
-            # batch 64 moves them by 17-20% (session note of issue 10)
+            # LARS at batch 64: the linear rule's 4.8 x 64 / 4096 = 0.075 barely moves the tiny encoder's filters
+            # in one epoch (1-2%); 2.4 moves them by about a fifth
             lr=2.4,
             lr_reference_batch=64,
             warmup_fraction=0.1,
@@ -266,7 +272,6 @@ def _tiny() -> Profile:
             num_workers=0,
             swav_prototypes=20,
             swav_queue_length=256,
-            swav_queue_start_step=20,
             swav_queue_length_annotated=64,
             projection_dim=64,
             hidden_dim=128,
@@ -279,21 +284,19 @@ def _tiny() -> Profile:
             mae_mlp=128,
             mae_decoder_dim=64,
             mae_decoder_heads=2,
-            # the annotated patch set is small (8 steps an epoch): SwAV diverged at LARS 2.4 (NaN at step 11, lr 1.47
-            # during warm-up) and trained at 1.2; 0.8 over 6 epochs keeps a margin
+            # the annotated patch set is small (8 steps an epoch): 6 epochs at the tiles' learning rate
             annotated_epochs=6,
             annotated_batch_size=64,
-            annotated_lr=0.8,
+            annotated_lr=2.4,
         ),
         # fewer epochs than the paper (30 instead of 100 for the linear layer), so larger steps. Finetuning and the
         # supervised baseline get the same budget (10 epochs, best on validation) with the paper's 10:1 ratio of
         # their learning rates (1e-4 vs 1e-5 there, 1e-3 vs 1e-4 here)
         EvalConfig(linear_epochs=30, linear_lr=1e-3, finetune_epochs=10, finetune_lr=1e-4, supervised_epochs=10,
                    supervised_lr=1e-3, mip_hidden=64, label_fractions=(0.25, 1.0), bn_tiles=4096, bootstrap=500),
-        # rows that no claim reads are left out where they cost most: chapter 5's BYOL and SwAV MIP finetunes (162 s
-        # of 254 s measured on 2 cores), chapter 8's MIP cross-validations (82 s) and its finetuning of the
-        # CMMD-pretrained encoders (112 s), chapter 4's end-to-end MIP reference (36 s); the tables say "not run at
-        # this profile"
+        # rows that no claim reads are left out where they cost most: chapter 5's BYOL and SwAV MIP finetunes,
+        # chapter 8's MIP cross-validations and its finetuning of the CMMD-pretrained encoders, chapter 4's
+        # end-to-end MIP reference; the tables say "not run at this profile"
         BookConfig(transforms=("crop", "gamma", "contrast"), paper_tile_sizes=(64, 96, 128), run_sa=False,
                    supervised_mip_reference=False,
                    finetune_table3=(("swav", "gap"),),

@@ -33,7 +33,7 @@ def _tiny_trunk() -> tuple[nn.Sequential, int]:
     """A narrow ResNet of torchvision basic blocks for the tiny profile on CPUs: 8-16-32-64 channels, one block per
     stage, total stride 8, so that it mirrors the paper's geometry at the tiny image size: a 32 px tile becomes a
     4x4 map (the paper's 96 px tile on ResNet-50: 3x3) and a 256x192 image a 32x24 grid (about 200-300 breast
-    cells). The same cost per tile on two cores as a stride-32 trunk twice as wide (measured in the session note)."""
+    cells), at the cost per tile of a stride-32 trunk twice as wide."""
 
     def stage(cin: int, cout: int, stride: int) -> BasicBlock:
         down = None

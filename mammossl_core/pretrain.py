@@ -8,7 +8,8 @@ One code path for a CPU process, one GPU, or many GPUs on many machines::
 * DDP; batch norm over the global batch (SyncBatchNorm on GPUs); bf16 autocast and channels-last on GPUs; the
   encoders ``torch.compile``-d on GPUs (``--compile``; the first step's time, compilation included, is reported
   apart from the steady state); augmentations in fp32 outside autocast.
-* LARS (momentum 0.9; multi-tensor :class:`~mammossl_core.lars.ForeachLARS`, lightly's semantics) with biases and
+* The method's optimiser (:meth:`SSLMethod.build_optimizer <mammossl_core.ssl.base.SSLMethod.build_optimizer>`):
+  LARS (momentum 0.9; multi-tensor :class:`~mammossl_core.lars.ForeachLARS`, lightly's semantics) with biases and
   batch-norm parameters excluded from weight decay and from the LARS adaptation; learning rate
   ``lr * global_batch / lr_reference_batch`` (the global batch over all processes and machines), linear warm-up
   then cosine decay, set every step. A step makes no device-to-host sync; losses are read every ``log_every``.
@@ -19,10 +20,11 @@ One code path for a CPU process, one GPU, or many GPUs on many machines::
 * A checkpoint (``last.pt``: weights, optimiser state, position) every ``checkpoint_every`` steps and at each epoch
   end, written atomically; the validation pretraining loss each epoch picks ``best.pt`` (the paper's model
   selection, Supp. Fig. 2), which holds the weights and metadata only: nothing resumes from it. ``init.pt`` (the
-  starting backbone) gives each layer's relative change in ``summary.json``. ``last.pt`` and ``init.pt`` are what
-  resuming needs; :func:`drop_resume_state` deletes them once a run is finished for good (the artefact cache does,
-  whose runs are keyed by their whole configuration: a ResNet-50 BYOL run at the paper profile
-  measured 217 MB instead of 740 MB).
+  starting weights) gives each layer's relative change in ``summary.json``, beside the method's own figures
+  (:meth:`SSLMethod.summary_stats <mammossl_core.ssl.base.SSLMethod.summary_stats>`: SwAV's prototype usage).
+  ``last.pt`` and ``init.pt`` are what resuming needs; :func:`drop_resume_state` deletes them once a run is
+  finished for good (the artefact cache does, whose runs are keyed by their whole configuration), which leaves a
+  third of the disk a finished run used.
 * ``log.csv`` (every metric), TensorBoard events in ``tb/``, the resolved configuration in ``config.json``.
 * A non-finite loss stops the run with :class:`NonFiniteLossError`; the last good checkpoint stays.
 """
@@ -42,7 +44,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightly.models.utils import get_weight_decay_parameters
 from lightly.utils.scheduler import cosine_warmup_schedule
 from tqdm.auto import tqdm
 
@@ -50,15 +51,14 @@ from torch.utils.tensorboard import SummaryWriter
 
 from . import checkpoint, distributed as D
 from .augment import MammoAugment
-from .config import PROFILES, PretrainConfig, Profile, resolve
+from .config import PROFILES, PretrainConfig, Profile, from_dict, resolve
 from .data.layout import PreparedDataset
 from .data.patches import AnnotatedPatches
 from .data.tiles import ImageStore, TileDataset
 from .encoders import ENCODERS
 from .io import write_json
-from .lars import ForeachLARS
 from .loading import profile_of
-from .ssl import METHODS, SSLMethod, build_method
+from .ssl import METHODS, Schedule, SSLMethod, build_method
 
 LOG_FIELDS = ["step", "epoch", "loss", "val_loss", "lr", "images_per_s", "time"]
 
@@ -101,13 +101,12 @@ class _Patches(torch.utils.data.Dataset):
 
 
 def method_config(method: str, prof: Profile, overrides: dict) -> PretrainConfig:
-    """The pretraining configuration of ``method`` at ``prof``, every per-method choice made here:
+    """The pretraining configuration of ``method`` at ``prof``:
 
     * tiled patches: the batch of ``batch_size_by_tile`` for large tiles (the learning rate scales with it);
     * on the annotated patch set (IV.A-B): ``annotated_epochs``, ``annotated_batch_size`` and ``annotated_lr``
-      (the paper's augmentation grid: batch 2048, LARS 0.4), SwAV's 50 prototypes and queue of 300, and for
-      ViT-MAE an input size equal to the patch size;
-    * ViT-MAE on whole images: its own batch size (``mae_batch_size``).
+      (the paper's augmentation grid: batch 2048, LARS 0.4);
+    * then the method's own choices (:meth:`SSLMethod.config_changes <mammossl_core.ssl.base.SSLMethod.config_changes>`).
 
     ``overrides`` (already applied to ``prof.pretrain``) win over every choice above."""
     cfg = prof.pretrain
@@ -121,32 +120,19 @@ def method_config(method: str, prof: Profile, overrides: dict) -> PretrainConfig
     if cfg.source == "annotated":
         changes.update(epochs=cfg.annotated_epochs, batch_size=cfg.annotated_batch_size, lr=cfg.annotated_lr,
                        lr_reference_batch=cfg.annotated_batch_size)
-        if method == "swav":
-            changes.update(swav_prototypes=cfg.swav_prototypes_annotated,
-                           swav_queue_length=cfg.swav_queue_length_annotated)
-        if method == "mae":  # Table 1: the ViT sees the annotated patches at their own size
-            changes["mae_image_size"] = prof.data.annotated_patch
-    if method == "mae":
-        changes["batch_size"] = cfg.mae_batch_size
+    changes.update(METHODS[method].config_changes(cfg, prof))
     changes = {k: v for k, v in changes.items() if k not in overrides}
     return dataclasses.replace(cfg, **changes)
 
 
-def input_size(method: str, cfg: PretrainConfig, prof: Profile) -> int:
-    """Side of the square inputs the method is trained on."""
-    if method == "mae":
-        return cfg.mae_image_size
-    return prof.data.annotated_patch if cfg.source == "annotated" else prof.data.tile_size
-
-
-def build_dataset(prof: Profile, cfg: PretrainConfig, data_dir, method_name: str, split: str):
+def build_dataset(prof: Profile, cfg: PretrainConfig, data_dir, method: type[SSLMethod], split: str):
     """The unlabeled training (or validation) set of a method: tiled patches, annotated patches or whole images,
     read from the dataset's data products (built by ``mammossl tiles``; opened read-only)."""
     ds = PreparedDataset(data_dir)
     ids = list(ds.split(split, cfg.split).image_id)
     if split == "train":  # unlabelled images (split "unlabeled") are pretraining data too
         ids += list(ds.split("unlabeled").image_id)
-    if method_name == "mae" and cfg.source == "tiles":  # ViT-MAE's own input: whole images (paper V.B)
+    if method.whole_images and cfg.source == "tiles":
         return _Images(ImageStore(data_dir), ids, cfg.mae_image_size)
     if cfg.source == "annotated":
         return _Patches(data_dir, prof.data.annotated_patch, split)
@@ -177,23 +163,6 @@ def _loader(ds, global_batch, seed, epoch, start, num_workers, pin, shuffle=True
     sampler = _GlobalBatches(len(ds), global_batch, seed, epoch, start, shuffle)
     return torch.utils.data.DataLoader(ds, sampler=sampler, batch_size=None, num_workers=num_workers,
                                        pin_memory=pin, persistent_workers=False)
-
-
-def build_optimizer(method, name: str, cfg, global_batch: int) -> tuple[torch.optim.Optimizer, float]:
-    """LARS (SimCLR/BYOL/SwAV) or AdamW (MAE) with biases and norm parameters free of weight decay."""
-    decay, no_decay = get_weight_decay_parameters([method])
-    decay = [p for p in decay if p.requires_grad]
-    no_decay = [p for p in no_decay if p.requires_grad]
-    if name == "mae":
-        lr = cfg.mae_lr
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.mae_weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
-    else:
-        lr = cfg.lr * global_batch / cfg.lr_reference_batch
-        # lightly's LARS leaves parameters with weight decay 0 out of the layer-wise adaptation
-        opt = ForeachLARS([{"params": decay, "weight_decay": cfg.weight_decay},
-                    {"params": no_decay, "weight_decay": 0.0}], lr=lr, momentum=cfg.momentum)
-    return opt, lr
 
 
 class RunLog:
@@ -408,12 +377,33 @@ def compile_mode(cfg: PretrainConfig, dev: torch.device) -> str | None:
     return mode
 
 
+def fitting_batch(cfg: PretrainConfig, dev: torch.device, world: int, input_size: int) -> int:
+    """The global batch of a run: ``cfg.batch_size``, unless its share per GPU exceeds what
+    ``cfg.batch_per_gpu_by_memory`` allows on this card (given for 96 px inputs, scaled by the pixel count for
+    others); then the largest batch that fits times ``world``. The learning rate follows the batch by the linear rule
+    (:meth:`SSLMethod.build_optimizer <mammossl_core.ssl.base.SSLMethod.build_optimizer>`). CPUs are not capped."""
+    if dev.type != "cuda" or not cfg.batch_per_gpu_by_memory:
+        return cfg.batch_size
+    gib = torch.cuda.get_device_properties(dev).total_memory / 2**30
+    table = sorted(cfg.batch_per_gpu_by_memory.items())
+    # a card sold as 80 GB shows ~79 GiB
+    cap = max([b for m, b in table if 0.95 * m <= gib] or [table[0][1]])
+    cap = max(1, int(cap * (96 / input_size) ** 2))
+    if cfg.batch_size // world <= cap:
+        return cfg.batch_size
+    return cap * world
+
+
 def _setup(method: str, data, out: Path, prof: Profile, overrides: dict, device) -> tuple[Trainer, object, object]:
     """Data, model, optimiser, augmentation and DDP wrapper of a run: a :class:`Trainer` at step 0, and the training
     and validation sets."""
     cfg = method_config(method, prof, overrides)
     dev = D.setup(device)
     world = D.world_size()
+    cls = METHODS[method]
+    size = cls.input_size(cfg, prof)
+    asked = cfg.batch_size
+    cfg = dataclasses.replace(cfg, batch_size=fitting_batch(cfg, dev, world, size))
     gb = cfg.batch_size
     if gb % world:
         raise ValueError(f"batch_size={gb} is not divisible by the {world} processes")
@@ -421,8 +411,8 @@ def _setup(method: str, data, out: Path, prof: Profile, overrides: dict, device)
     torch.manual_seed(cfg.seed)
     if dev.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    train_ds = build_dataset(prof, cfg, data, method, "train")
-    val_ds = build_dataset(prof, cfg, data, method, "val")
+    train_ds = build_dataset(prof, cfg, data, cls, "train")
+    val_ds = build_dataset(prof, cfg, data, cls, "val")
     steps_per_epoch = len(train_ds) // gb
     if steps_per_epoch == 0:
         raise ValueError(f"the training set has {len(train_ds)} samples, fewer than one batch of {gb}; "
@@ -430,20 +420,21 @@ def _setup(method: str, data, out: Path, prof: Profile, overrides: dict, device)
     total = cfg.epochs * steps_per_epoch
     warmup = min(int(round(cfg.warmup_fraction * total)), total)
     model = build_method(method, cfg).to(dev)
-    model.configure(steps_per_epoch)
+    model.configure(Schedule(steps_per_epoch, total, warmup))
     model = D.convert_sync_batchnorm(model, dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     mode = compile_mode(cfg, dev)
     if mode is not None:
         model.compile_encoders(mode)
-    opt, base_lr = build_optimizer(model, method, cfg, gb)
+    opt, base_lr = model.build_optimizer(gb)
     ddp = D.wrap_ddp(model, dev)
-    aug = MammoAugment(cfg.augment, size=input_size(method, cfg, prof))
+    aug = MammoAugment(cfg.augment, size=size)
     t = Trainer(method, cfg, model, ddp, opt, aug, dev, out, base_lr, total, warmup, prof.name)
     if D.is_main():
         write_json(out / "config.json", {"method": method, "data": str(data), "profile": prof.name,
                                          "world_size": world, "global_batch": gb, "lr": base_lr,
+                                         "batch_reduced_from": asked if asked != gb else None,
                                          "compile": mode or "off",
                                          "steps_per_epoch": steps_per_epoch, "total_steps": total,
                                          "pretrain": dataclasses.asdict(cfg), "data_config": dataclasses.asdict(prof.data)})
@@ -474,7 +465,9 @@ def pretrain(
     if resuming:
         t.load(out / "last.pt")
     elif D.is_main():  # the starting weights, to measure how far pretraining moved each layer
-        checkpoint.save(out / "init.pt", {"model": t.model.backbone.state_dict()})
+        checkpoint.save(out / "init.pt", {"model": t.model.backbone.state_dict(),
+                                          "heads": {k: v for k, v in t.model.state_dict().items()
+                                                    if not k.startswith("backbone.")}})
     log = RunLog(out, method, t.step, resuming)
     if progress and D.is_main():
         print(f"[pretrain] {method} on {len(train_ds)} samples, {D.world_size()} process(es), global batch "
@@ -507,12 +500,23 @@ def pretrain(
     summary = {"method": method, "profile": prof.name, "steps": t.step, "epochs_done": t.epoch,
                "last_loss": log.last_loss, "best_val_loss": t.best_val, "run_dir": str(out),
                "first_step_s": t.first_step_s}
-    if D.is_main() and (out / "init.pt").is_file():
-        summary["weight_change"] = weight_change(checkpoint.load(out / "init.pt")["model"],
-                                                 {k: v.cpu() for k, v in t.model.backbone.state_dict().items()})
     if D.is_main():
+        init = checkpoint.load(out / "init.pt") if (out / "init.pt").is_file() else None
+        if init is not None:
+            summary["weight_change"] = weight_change(init["model"], {k: v.cpu() for k, v in
+                                                                     t.model.backbone.state_dict().items()})
+        summary.update(t.model.summary_stats(clean_batches(val_ds if len(val_ds) else train_ds, t.aug.size, t.dev),
+                                             init.get("heads") if init is not None else None))
         write_json(out / "summary.json", summary)
     return summary
+
+
+def clean_batches(ds, size: int, dev: torch.device, n: int = 2048, batch: int = 256):
+    """Up to ``n`` samples of ``ds`` in a fixed order, without augmentation, as ``(B, 3, size, size)`` batches."""
+    plain = MammoAugment("none", size=size)
+    g = torch.Generator(device=dev)
+    for lo in range(0, min(n, len(ds)), batch):
+        yield plain(ds[list(range(lo, min(lo + batch, n, len(ds))))].to(dev), g)
 
 
 def drop_resume_state(run_dir: str | os.PathLike) -> list[Path]:
@@ -567,6 +571,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoints, logs)")
     p.add_argument("--profile", choices=sorted(PROFILES), default=None,
                    help="size/hyperparameter profile (default: the checkpoint's when resuming, else tiny)")
+    p.add_argument("--profile-file", default=None, metavar="JSON",
+                   help="a resolved profile and its pretraining overrides, as written by mammossl_core.launch "
+                        "(instead of --profile and the options below)")
     p.add_argument("--encoder", choices=ENCODERS, default=None)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None, help="global batch size over all processes")
@@ -592,6 +599,9 @@ def run_from_args(a: argparse.Namespace) -> dict:
     overrides = {n: getattr(a, n) for n in names if getattr(a, n) is not None}
     last = Path(a.out) / "last.pt"
     profile = a.profile or (profile_of(last) if a.resume and last.is_file() else None)
+    if a.profile_file:
+        spec = json.loads(Path(a.profile_file).read_text())
+        profile, overrides = from_dict(spec["profile"]), {**spec["overrides"], **overrides}
     try:
         return pretrain(a.method, a.data, a.out, profile, resume=a.resume, device=a.device, **overrides)
     finally:

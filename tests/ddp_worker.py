@@ -38,7 +38,7 @@ def fixed_views(n=16, size=32, seed=1):
 
 def run(method: str, out: str) -> None:
     dev = D.setup("cpu")
-    cfg = dataclasses.replace(get_profile("tiny").pretrain, swav_queue_length=16, swav_queue_start_step=0)
+    cfg = dataclasses.replace(get_profile("tiny").pretrain, swav_queue_length=16, swav_queue_start_fraction=0.0)
     torch.manual_seed(0)
     model = D.convert_sync_batchnorm(build_method(method, cfg), dev)
     ddp = D.wrap_ddp(model, dev) if D.is_dist() else model

@@ -33,14 +33,27 @@ def test_a_partial_run_keeps_the_other_chapters_timings(tmp_path):
                                             {"notebook": "01_augmentations.ipynb", "status": "executed", "seconds": 42.0}]
 
 
-def test_the_package_version_is_part_of_a_chapters_digest(tmp_path, monkeypatch):
-    from mammossl_core import book
+def test_the_package_source_is_part_of_a_chapters_digest_and_of_every_artefact_key(tmp_path, monkeypatch):
+    """A code change without a version bump executes the chapters again and misses the artefact cache."""
+    import mammossl_core
+    from mammossl_core import artefacts, book
 
     nb = tmp_path / "00_x.ipynb"
     nb.write_text("{}")
-    before = book._digest(nb, {"profile": "tiny"})
-    monkeypatch.setattr(book, "__version__", "999.0")
-    assert book._digest(nb, {"profile": "tiny"}) != before
+    before, key = book._digest(nb, {"profile": "tiny"}), artefacts.key(a=1)
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "mod.py").write_text("x = 1\n")
+    monkeypatch.setattr(mammossl_core, "__file__", str(pkg / "__init__.py"))
+    mammossl_core.source_digest.cache_clear()
+    try:
+        changed = (book._digest(nb, {"profile": "tiny"}), artefacts.key(a=1))
+        (pkg / "mod.py").write_text("x = 2\n")
+        mammossl_core.source_digest.cache_clear()
+        again = (book._digest(nb, {"profile": "tiny"}), artefacts.key(a=1))
+    finally:
+        mammossl_core.source_digest.cache_clear()
+    assert changed != (before, key) and again[0] != changed[0] and again[1] != changed[1]
 
 
 def _notebook(path, *sources):

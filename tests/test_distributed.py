@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mammossl_core.ssl import METHODS
+
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
@@ -22,7 +24,7 @@ def _run(tmp_path, what, nproc):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["simclr", "byol", "swav", "mae"])
+@pytest.mark.parametrize("method", sorted(METHODS))
 def test_two_processes_equal_one(tmp_path, method):
     """Batch 16 in one process vs 8 in each of two: the same loss (1e-5) and gradients (1e-3 of each layer's
     largest gradient). SimCLR's negatives, SwAV's Sinkhorn and queue and the batch norms span the global batch."""

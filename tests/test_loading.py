@@ -8,10 +8,11 @@ from mammossl_core.evaldata import load_eval_data
 from mammossl_core.evaluate import linear_eval, supervised
 from mammossl_core.loading import classifier, grid_encoder, patch_encoder, profile_of
 from mammossl_core.pretrain import pretrain
+from mammossl_core.ssl import METHODS
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["simclr", "byol", "swav", "mae"])
+@pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_gives_patch_and_grid_encoders(store, synth_dir, tmp_path, method):
     run = tmp_path / method
     pretrain(method, synth_dir, run, "tiny", progress=False, max_steps=2, batch_size=8)

@@ -19,6 +19,7 @@ large checkpoints (finished cached runs keep ``best.pt`` only, see :func:`mammos
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -30,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 PATIENTS = 10
 SIZE = {"ddsm": (288, 224), "cmmd": (287, 239)}
-CAPS = {"device": "cpu", "max_steps": 2, "batch_size": 4, "epochs": 1, "transforms": ["crop", "gamma"],
+#: ``MAMMOSSL_SMOKE_DEVICE=cuda`` runs the same capped chapters on a GPU (benchmarks/gpu_pretrain.py does)
+CAPS = {"device": os.environ.get("MAMMOSSL_SMOKE_DEVICE", "cpu"), "max_steps": 2, "batch_size": 4, "epochs": 1, "transforms": ["crop", "gamma"],
         "tile_sizes": [64, 96, 128], "label_fractions": [0.5, 1.0], "cv_folds": 1}
 CACHE_BUDGET_GB = 8.0
 

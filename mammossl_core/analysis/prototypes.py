@@ -3,6 +3,7 @@ project embeddings and prototypes with UMAP, show the patches nearest each proto
 annotated classes spread over the prototypes."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -23,6 +24,16 @@ from ..loading import load_method, profile_of
 def load_swav(path, device="cpu"):
     """The SwAV model of a pretraining checkpoint or run directory (:func:`~mammossl_core.loading.load_method`)."""
     return load_method(path, method="swav", device=device)[0]
+
+
+def usage(run) -> dict:
+    """The prototype usage that pretraining wrote to the run's ``summary.json``
+    (:meth:`SwAV.summary_stats <mammossl_core.ssl.swav.SwAV.summary_stats>`)."""
+    path = Path(run) / "summary.json"
+    s = json.loads(path.read_text())
+    if "prototype_entropy" not in s:
+        raise KeyError(f"{path}: no prototype usage (a run of mammossl < 0.5, or not SwAV); pretrain it again")
+    return s
 
 
 @torch.no_grad()

@@ -1,5 +1,5 @@
 """SSL methods, one short class each (paper II.A): SimCLR, BYOL, SwAV and ViT-MAE."""
-from .base import SSLMethod
+from .base import Schedule, SSLMethod
 from .byol import BYOL
 from .mae import MAE
 from .simclr import SimCLR
@@ -15,4 +15,4 @@ def build_method(name: str, cfg, encoder: str | None = None) -> SSLMethod:
     return METHODS[name](cfg, encoder)
 
 
-__all__ = ["SSLMethod", "SimCLR", "BYOL", "SwAV", "MAE", "METHODS", "build_method"]
+__all__ = ["Schedule", "SSLMethod", "SimCLR", "BYOL", "SwAV", "MAE", "METHODS", "build_method"]

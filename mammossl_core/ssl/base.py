@@ -10,11 +10,26 @@ paper IV). Methods whose encoder is not a CNN trunk (ViT-MAE) override both.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from lightly.models.utils import get_weight_decay_parameters
 from torch import nn
 
-from ..config import PretrainConfig
+from ..config import PretrainConfig, Profile
 from ..encoders import Backbone
+from ..lars import ForeachLARS
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The step counts of a run, handed to :meth:`SSLMethod.configure` by the trainer."""
+
+    steps_per_epoch: int
+    #: optimiser steps of the whole run (``epochs * steps_per_epoch``)
+    total: int
+    #: steps of the linear learning-rate warm-up
+    warmup: int
 
 
 class SSLMethod(nn.Module):
@@ -23,6 +38,34 @@ class SSLMethod(nn.Module):
     name: str = "base"
     #: whether the trainer feeds two augmented views of tiled patches (False: whole images, no augmentation)
     uses_views: bool = True
+    #: whether it pretrains on whole images instead of tiled patches (ViT-MAE, paper V.B)
+    whole_images: bool = False
+
+    @classmethod
+    def config_changes(cls, cfg: PretrainConfig, prof: Profile) -> dict:
+        """The method's own choices of ``cfg`` fields at ``prof`` (e.g. SwAV's prototypes on the annotated set);
+        explicit overrides of the caller win over them (:func:`mammossl_core.pretrain.method_config`)."""
+        return {}
+
+    @classmethod
+    def input_size(cls, cfg: PretrainConfig, prof: Profile) -> int:
+        """Side of the square inputs the method is trained on: the annotated patch or the tile."""
+        return prof.data.annotated_patch if cfg.source == "annotated" else prof.data.tile_size
+
+    def build_optimizer(self, global_batch: int) -> tuple[torch.optim.Optimizer, float]:
+        """LARS (paper V.A) at ``lr * global_batch / lr_reference_batch`` (the linear scaling rule) with two groups:
+        weights (convolutions, linear layers, SwAV's prototypes) get weight decay and LARS's layer-wise
+        adaptation; biases and normalisation parameters get neither (paper V.A; lightly's LARS leaves a group of
+        weight decay 0 unadapted), so they move by plain momentum SGD at the full rate. That is safe only for
+        parameters whose effect is normalised away downstream: nothing that adds straight into a loss's logits
+        may sit in that group (the reason SwAV's prototypes have no bias). Returns the optimiser and its rate."""
+        cfg = self.cfg
+        decay, no_decay = get_weight_decay_parameters([self])
+        lr = cfg.lr * global_batch / cfg.lr_reference_batch
+        opt = ForeachLARS([{"params": [p for p in decay if p.requires_grad], "weight_decay": cfg.weight_decay},
+                           {"params": [p for p in no_decay if p.requires_grad], "weight_decay": 0.0}],
+                          lr=lr, momentum=cfg.momentum)
+        return opt, lr
 
     def __init__(self, cfg: PretrainConfig, encoder: str | None = None):
         super().__init__()
@@ -32,8 +75,14 @@ class SSLMethod(nn.Module):
     def forward(self, views: list[torch.Tensor], step: int = 0) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def configure(self, steps_per_epoch: int) -> None:
-        """Called once by the trainer with the length of an epoch (methods with per-epoch schedules use it)."""
+    def configure(self, schedule: Schedule) -> None:
+        """Called once by the trainer with the run's step counts (methods with their own schedules use them)."""
+
+    @torch.no_grad()
+    def summary_stats(self, batches, init_state: dict | None = None) -> dict:
+        """Method-specific figures for the run's ``summary.json``, computed in eval mode on clean validation
+        ``batches`` ``(B, 3, p, p)`` after training; ``init_state`` is the model's starting state dict."""
+        return {}
 
     def compiled_modules(self) -> list[nn.Module]:
         """The modules :meth:`compile_encoders` compiles: the method's encoders (its :class:`Backbone` modules,

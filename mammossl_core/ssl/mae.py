@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from lightly.models import utils
 from lightly.models.modules import MAEDecoder, MaskedVisionTransformerTorchvision
+from lightly.models.utils import get_weight_decay_parameters
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
@@ -52,6 +53,28 @@ class MAE(SSLMethod):
 
     name = "mae"
     uses_views = False
+    whole_images = True
+
+    @classmethod
+    def config_changes(cls, cfg, prof):
+        """Its own batch size (V.B: 32); on the annotated set (Table 1) the ViT sees the patches at their size."""
+        changes = {"batch_size": cfg.mae_batch_size}
+        if cfg.source == "annotated":
+            changes["mae_image_size"] = prof.data.annotated_patch
+        return changes
+
+    @classmethod
+    def input_size(cls, cfg, prof):
+        return cfg.mae_image_size
+
+    def build_optimizer(self, global_batch):
+        """AdamW (V.B: lr 0.0024, weight decay 0.05, He et al.'s betas), biases and norms free of weight decay;
+        the rate is the paper's, not scaled with the batch."""
+        decay, no_decay = get_weight_decay_parameters([self])
+        opt = torch.optim.AdamW([{"params": [p for p in decay if p.requires_grad], "weight_decay": self.cfg.mae_weight_decay},
+                                 {"params": [p for p in no_decay if p.requires_grad], "weight_decay": 0.0}],
+                                lr=self.cfg.mae_lr, betas=(0.9, 0.95))
+        return opt, self.cfg.mae_lr
 
     def __init__(self, cfg, encoder=None):
         nn.Module.__init__(self)
