@@ -1,0 +1,168 @@
+"""One mammogram from its parts (anatomy, lesions, compression, acquisition), a patient's exams from one random
+stream, and a whole prepared dataset written in parallel."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ...config import Profile, resolve
+from ..layout import write_dataset, write_mask, write_png16
+from .acquisition import acquire
+from .anatomy import breast_shape, draw_anatomy, tissue
+from .lesions import draw_lesion, lesion_position, render_calcs, render_mass, retract
+from .params import GENERATOR_VERSION, SynthParams
+
+
+def render_image(
+    params: SynthParams, view: str, density: str, lesions: list[dict], rng: np.random.Generator,
+    anatomy: dict | None = None, parts: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """One synthetic mammogram: (uint16 image, breast mask, one mask per lesion). ``anatomy``
+    (:func:`draw_anatomy`) is what the breast's two views share; drawn from ``rng`` when not given. ``parts``, when
+    given, receives a boolean map per anatomical part (:func:`tissue`), the skin line and the nipple."""
+    h, w = params.height, params.width
+    scale = h / 1152.0  # sizes are given at the paper's CBIS-DDSM scale
+    anatomy = anatomy or draw_anatomy(rng, density)
+    breast, pect, geom = breast_shape(view, h, w, rng, anatomy)
+    signal = tissue(view, geom, breast, anatomy, params, parts)
+
+    lesion_masks = []
+    for les in lesions:
+        r0, c0 = lesion_position(les, view, geom, breast, pect)
+        if les["shape"] in ("spiculated", "distortion"):  # the tissue pulled in before the lesion is drawn
+            retract(signal, r0, c0, les["radius"] * scale, 0.6 if les["shape"] == "distortion" else 0.35)
+        render = render_mass if les["kind"] == "mass" else render_calcs
+        prof, m, (rs, re, cs, ce) = render(les, h, w, r0, c0, scale)
+        amp = params.lesion_contrast * (3.0 if les["kind"] == "calc" else 1.0)
+        signal[rs:re, cs:ce] += amp * prof * breast[rs:re, cs:ce]
+        full = np.zeros((h, w), bool)
+        full[rs:re, cs:ce] = m
+        lesion_masks.append(full & breast)
+
+    # compression: full thickness inside, falling off over the last few mm to the skin line (a thin bright rim)
+    dist = geom["skin_distance"]
+    u = np.clip(dist / (0.06 * w), 0, 1)
+    thickness = np.sqrt(1 - (1 - u) ** 2)
+    skin = 0.06 * np.exp(-0.5 * (dist / max(0.7, 2.0 * scale)) ** 2)
+    signal = (signal * thickness + skin) * breast
+    if parts is not None:
+        ny, nx = geom["nipple"]
+        yy, xx = np.ogrid[0:h, 0:w]
+        parts["skin line"] = breast & (dist <= max(1.0, 3.0 * scale))
+        parts["nipple"] = breast & ((yy - ny) ** 2 + (xx - nx) ** 2 <= (0.03 * w) ** 2)
+
+    v = acquire(signal, breast, view, params, rng)
+    img = np.clip(np.round(np.clip(v, 0, 1) * 65535), 0, 65535).astype(np.uint16)
+    return img, breast, lesion_masks
+
+
+def generate_images(index: int, seed: int, params: SynthParams):
+    """Render the images of patient ``index`` in memory: yields ``(image row, uint16 image, lesions, lesion masks)``
+    per view, in the order :func:`generate_patient` writes them (the same random stream)."""
+    rng = np.random.default_rng([seed, index])
+    pid = f"{params.domain.upper()}-P{index:05d}"
+    density = str(rng.choice(list("abcd"), p=[0.1, 0.4, 0.4, 0.1]))
+    sides = ["L", "R"] if rng.random() < 0.6 else [str(rng.choice(["L", "R"]))]
+    for side in sides:
+        u = rng.random()
+        status = "malignant" if u < params.malignant_fraction else (
+            "benign" if u < params.malignant_fraction + params.benign_fraction else "normal")
+        lesions = []
+        if status == "malignant":
+            lesions.append(draw_lesion(rng, "malignant", params))
+            if rng.random() < 0.2:
+                lesions.append(draw_lesion(rng, "benign", params))
+        elif status == "benign":
+            for _ in range(1 if rng.random() < 0.75 else 2):
+                lesions.append(draw_lesion(rng, "benign", params))
+        anatomy = draw_anatomy(rng, density)
+        for view in ("CC", "MLO"):
+            image_id = f"{pid}_{side}_{view}"
+            img, _, masks = render_image(params, view, density, lesions, rng, anatomy)
+            row = {"image_id": image_id, "patient_id": pid, "laterality": side, "view": view,
+                   "label": int(any(l["pathology"] == "malignant" for l in lesions)),
+                   "path": f"images/{image_id}.png", "density": density, "status": status,
+                   "height": params.height, "width": params.width}
+            yield row, img, lesions, masks
+
+
+def generate_patient(args: tuple[int, int, SynthParams, str]) -> tuple[list[dict], list[dict]]:
+    """Render and write all images of one patient; returns (image rows, lesion rows)."""
+    index, seed, params, out = args
+    out = Path(out)
+    images, lesion_rows = [], []
+    for row, img, lesions, masks in generate_images(index, seed, params):
+        image_id = row["image_id"]
+        write_png16(out / row["path"], img)
+        for k, (les, m) in enumerate(zip(lesions, masks)):
+            mask_path = f"masks/{image_id}_{k}.png"
+            write_mask(out / mask_path, m)
+            rows, cols = np.nonzero(m)
+            lesion_rows.append({
+                "image_id": image_id, "lesion_id": f"{row['patient_id']}_{row['laterality']}_{k}",
+                "kind": les["kind"], "pathology": les["pathology"], "mask_path": mask_path, "shape": les["shape"],
+                "center_row": int(rows.mean()) if len(rows) else -1,
+                "center_col": int(cols.mean()) if len(cols) else -1,
+                "area_px": int(m.sum()),
+            })
+        images.append(row)
+    return images, lesion_rows
+
+
+def synthesize(
+    out: str | os.PathLike,
+    patients: int | None = None,
+    seed: int = 0,
+    profile: str | Profile = "tiny",
+    domain: str = "ddsm",
+    workers: int | None = None,
+    progress: bool = True,
+    **overrides,
+) -> Path:
+    """Generate a synthetic prepared dataset in ``out`` and return its path.
+
+    ``overrides`` replace :class:`SynthParams` fields (``lesion_contrast``, ``lesion_size``, ...).
+
+    >>> synthesize("data/synth", patients=20, seed=0, profile="tiny")  # doctest: +SKIP
+    """
+    prof = resolve(profile)
+    params = SynthParams.of(prof, domain, **overrides)
+    n = patients if patients is not None else prof.synth.patients
+    if n < 10:
+        raise ValueError(f"patients={n}: at least 10 patients are needed for a 7:1:2 patient-level split")
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    jobs = [(i, seed, params, str(out)) for i in range(n)]
+    workers = workers or min(os.cpu_count() or 1, 8)
+    image_rows, lesion_rows = [], []
+    bar = tqdm(total=n, desc=f"synth {domain}", unit="patient", disable=not progress)
+    if workers > 1:
+        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
+            for imgs, les in pool.imap(generate_patient, jobs, chunksize=max(1, n // (workers * 8))):
+                image_rows += imgs
+                lesion_rows += les
+                bar.update()
+    else:
+        for job in jobs:
+            imgs, les = generate_patient(job)
+            image_rows += imgs
+            lesion_rows += les
+            bar.update()
+    bar.close()
+    images = pd.DataFrame(image_rows)
+    lesions = pd.DataFrame(lesion_rows, columns=["image_id", "lesion_id", "kind", "pathology", "mask_path",
+                                                 "shape", "center_row", "center_col", "area_px"])
+    write_dataset(out, images, lesions, {
+        "source": "synthetic", "generator_version": GENERATOR_VERSION,
+        "domain": domain, "profile": prof.name, "seed": seed, "patients": n, "parameters": asdict(params),
+        "counts": {"images": len(images), "malignant_images": int(images.label.sum()), "lesions": len(lesions)},
+        "orientation": "breast on the left, chest wall at column 0",
+    }, prof.data.split_ratios[domain], prof.data.cv_folds, seed)
+    return out
