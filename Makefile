@@ -31,7 +31,7 @@ test: install browser
 	$(PY) -m pytest -q -m book tests
 
 bench: install
-	$(PY) -m mammossl_core.bench
+	$(PY) benchmarks/cpu.py
 
 clean:
 	rm -rf data runs .cache book/_build book/chapters book/_failed

@@ -16,5 +16,5 @@ class _Collect:
 def test_package_is_pyflakes_clean():
     out, err = _Collect(), _Collect()
     root = Path(__file__).resolve().parents[1]
-    checkRecursive([str(root / "mammossl_core"), str(root / "tests")], Reporter(out, err))
+    checkRecursive([str(root / "mammossl_core"), str(root / "tests"), str(root / "benchmarks")], Reporter(out, err))
     assert not out.lines and not err.lines, "".join(out.lines + err.lines)

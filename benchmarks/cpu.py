@@ -1,6 +1,8 @@
-"""Benchmarks that measure two ways of doing the same job side by side in one run and print the ratio.
+"""CPU benchmarks that measure two ways of doing the same job side by side in one run and print the ratio.
 
-``python -m mammossl_core.bench [tiles|augment|trainer|whole-image|predict|synth|bootstrap|kernel|all] [--data DIR]``
+``python benchmarks/cpu.py [tiles|augment|trainer|whole-image|predict|synth|bootstrap|kernel|all] [--data DIR]``
+(``make bench``). ``tests/test_benchmarks.py`` runs each at its smallest size, so that a change cannot break one
+silently.
 """
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from a checkout
 
 
 def _timeit(fn, repeat: int = 7) -> float:
@@ -23,7 +28,7 @@ def _timeit(fn, repeat: int = 7) -> float:
 
 
 def _ensure_data(data: str | None, workdir: Path) -> Path:
-    from .data.synthetic import synthesize
+    from mammossl_core.data.synthetic import synthesize
 
     if data:
         return Path(data)
@@ -35,9 +40,9 @@ def _ensure_data(data: str | None, workdir: Path) -> Path:
 
 def bench_tiles(data: str | None, workdir: Path, n: int = 2000) -> dict:
     """Patches per second from the memory-mapped tile store vs one 16-bit PNG file per patch; bytes on disk."""
-    from .config import get_profile
-    from .data.layout import read_png16, write_png16
-    from .data.tiles import TileDataset, ImageStore
+    from mammossl_core.config import get_profile
+    from mammossl_core.data.layout import read_png16, write_png16
+    from mammossl_core.data.tiles import TileDataset, ImageStore
 
     d = _ensure_data(data, workdir)
     store, _ = ImageStore.build(d, progress=False)
@@ -66,7 +71,7 @@ def bench_tiles(data: str | None, workdir: Path, n: int = 2000) -> dict:
             read_png16(f, allow_blank=True).astype(np.float32)
 
     t_store, t_png = _timeit(from_store), _timeit(from_png)
-    store_bytes = (store.dir / "store.u16").stat().st_size + (store.dir / "masks.u8").stat().st_size
+    store_bytes = (store.dir / "images.u16").stat().st_size + (store.dir / "masks.u8").stat().st_size
     png_bytes = sum((d / p).stat().st_size for p in __import__("pandas").read_csv(d / "images.csv").path)
     res = {"patches": len(order), "store_patches_per_s": len(order) / t_store, "png_patches_per_s": len(order) / t_png,
            "speedup": t_png / t_store, "store_bytes": store_bytes, "png_bytes": png_bytes,
@@ -113,7 +118,7 @@ def bench_augment(data: str | None, workdir: Path, batch: int = 256, size: int =
     """Batched on-device augmentation vs a per-sample torchvision pipeline of the same transforms (CPU)."""
     import torch
 
-    from .augment import TRANSFORMS, MammoAugment
+    from mammossl_core.augment import TRANSFORMS, MammoAugment
 
     torch.manual_seed(0)
     x = torch.rand(batch, 1, size, size)
@@ -137,12 +142,12 @@ def bench_trainer(data: str | None, workdir: Path, steps: int = 20, batch: int =
     import torch
     from lightly.utils.lars import LARS
 
-    from .augment import MammoAugment
-    from .config import get_profile
-    from .data.layout import PreparedDataset
-    from .data.tiles import TileDataset, ImageStore
-    from .pretrain import pretrain
-    from .ssl import build_method
+    from mammossl_core.augment import MammoAugment
+    from mammossl_core.config import get_profile
+    from mammossl_core.data.layout import PreparedDataset
+    from mammossl_core.data.tiles import TileDataset, ImageStore
+    from mammossl_core.pretrain import pretrain
+    from mammossl_core.ssl import build_method
 
     d = _ensure_data(data, workdir)
     ImageStore.build(d, progress=False)
@@ -205,9 +210,9 @@ def bench_whole_image(data: str | None, workdir: Path, encoder: str = "resnet50"
     """One fully-convolutional pass over a paper-size image vs encoding its 50%-overlap tiles in batches."""
     import torch
 
-    from .data.synthetic import SynthParams, render_image
-    from .data.tiles import tile_grid
-    from .encoders import build_trunk
+    from mammossl_core.data.synthetic import SynthParams, render_image
+    from mammossl_core.data.tiles import tile_grid
+    from mammossl_core.encoders import build_trunk
 
     torch.manual_seed(0)
     params = SynthParams.of("paper")
@@ -242,23 +247,24 @@ def bench_predict(data: str | None, workdir: Path, sizes: tuple[str, ...] = ("ti
     random-encoder MIP classifier trained one epoch on 10 synthetic patients; ResNet-50 at the paper size)."""
     import torch
 
-    from .data.synthetic import synthesize
-    from .evaldata import load_eval_data
-    from .evaluate import linear_eval
-    from .loading import classifier
-    from .predict import predict
+    from mammossl_core.data.synthetic import synthesize
+    from mammossl_core.evaldata import load_eval_data
+    from mammossl_core.evaluate import linear_eval
+    from mammossl_core.loading import classifier
+    from mammossl_core.predict import predict
+    from mammossl_core.results import Evaluation
 
     out = {}
     for profile in sizes:
         d = workdir / f"predict_{profile}"
         if not (d / "dataset.json").is_file():
             synthesize(d, patients=10, seed=0, profile=profile, progress=False)
-        from .config import resolve
-        from .data.products import build_products
+        from mammossl_core.config import resolve
+        from mammossl_core.data.products import build_products
 
         build_products(d, resolve(profile), progress=False)
         model_dir = workdir / f"predict_model_{profile}"
-        if not (model_dir / "result.json").is_file():
+        if not Evaluation.exists(model_dir):
             linear_eval(d, None, "mip", profile, out=model_dir, linear_epochs=1)
         model = classifier(model_dir)
         ev = load_eval_data(d)
@@ -290,8 +296,8 @@ def bench_predict(data: str | None, workdir: Path, sizes: tuple[str, ...] = ("ti
 def bench_synth(data: str | None, workdir: Path, patients: dict | None = None, repeats: int = 3) -> dict:
     """The synthetic generator on one core: images/s rendered in memory at the tiny and the paper size (interleaved,
     median and range of ``repeats``), and the texture statistics of the paper-size images beside the real films'."""
-    from .data.synthetic import SynthParams, generate_images
-    from .data.texture import compare_with_real, synthetic_texture
+    from mammossl_core.data.synthetic import SynthParams, generate_images
+    from mammossl_core.data.texture import compare_with_real, synthetic_texture
 
     patients = patients or {"tiny": 20, "paper": 3}
     rates: dict[str, list[float]] = {p: [] for p in patients}
@@ -318,7 +324,7 @@ def bench_bootstrap(data: str | None, workdir: Path, patients: int = 100, n_boot
     two intervals' ends too."""
     from sklearn.metrics import roc_auc_score
 
-    from .metrics import _resamples, _skip_checks, auc_ci
+    from mammossl_core.metrics import _resamples, _skip_checks, auc_ci
 
     rng = np.random.default_rng(0)
     pid = np.repeat(np.arange(patients), 4)
@@ -354,7 +360,7 @@ def bench_kernel(data: str | None, workdir: Path, chapters: int = 4, repeats: in
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from .book import run_notebooks
+    from mammossl_core.book import run_notebooks
 
     src = workdir / "kernel-notebooks"
     src.mkdir(parents=True, exist_ok=True)
@@ -390,7 +396,7 @@ BENCHES = {"tiles": bench_tiles, "augment": bench_augment, "trainer": bench_trai
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mammossl_core.bench", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python benchmarks/cpu.py", description=__doc__)
     ap.add_argument("which", nargs="?", default="all", choices=["all", *BENCHES])
     ap.add_argument("--data", default=None, help="prepared dataset (default: a small synthetic one)")
     ap.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one)")

@@ -1,0 +1,27 @@
+"""Every CPU benchmark runs at its smallest size, so that a move or a change of the code it measures cannot break
+it silently (the figures themselves live in benchmarks/README.md)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu.py"
+spec = importlib.util.spec_from_file_location("cpu_bench", SCRIPT)
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+#: the smallest arguments of each benchmark
+SMALLEST = {"tiles": dict(n=64), "augment": dict(batch=8, size=32), "trainer": dict(steps=2, batch=16, repeats=1,
+            compiled=False), "whole-image": dict(encoder="tiny", patch=32), "predict": dict(sizes=("tiny",), repeats=1),
+            "synth": dict(patients={"tiny": 1, "paper": 1}, repeats=1), "bootstrap": dict(patients=20, n_boot=20, repeats=1),
+            "kernel": dict(chapters=1, repeats=1)}
+
+
+def test_every_benchmark_has_a_smallest_size():
+    assert set(SMALLEST) == set(bench.BENCHES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SMALLEST))
+def test_benchmark_runs(name, synth_dir, store, tmp_path):
+    bench.BENCHES[name](str(synth_dir), tmp_path, **SMALLEST[name])
