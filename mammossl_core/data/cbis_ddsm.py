@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..paper import COUNTS
 from ..config import Profile, image_size, resolve
-from .convert import convert_all
+from .convert import Converter, convert_all
 from .dicom import find_dicoms
 from .layout import DataError, write_dataset
 
@@ -136,3 +136,15 @@ def prepare_cbis_ddsm(dicom_root: str | os.PathLike, csv_dir: str | os.PathLike,
         **counts,
     }
     return write_dataset(out, images, lesions, summary, prof.data.split_ratios["ddsm"], prof.data.cv_folds, seed)
+
+
+def _arguments(q) -> None:
+    q.add_argument("--dicom-root", required=True, help="folder of the NBIA download (holds CBIS-DDSM/...)")
+    q.add_argument("--csv-dir", required=True, help="folder with the four *_case_description_*_set.csv files")
+
+
+CONVERTER = Converter(
+    "cbis-ddsm", "CBIS-DDSM: four description CSVs + NBIA DICOM tree",
+    "Convert CBIS-DDSM (paper III.A): whole images resized to the profile's size as 16-bit PNG, ROI masks, label 1 "
+    "if any abnormality is MALIGNANT, patient-level 7:1:2 split.", _arguments,
+    lambda a: prepare_cbis_ddsm(a.dicom_root, a.csv_dir, a.out, a.profile, a.seed, a.workers))

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..paper import COUNTS
 from ..config import Profile, image_size, resolve
-from .convert import convert_all
+from .convert import Converter, convert_all
 from .dicom import DicomError, find_dicoms, laterality_and_view, read_header
 from .layout import LESION_COLUMNS, DataError, write_dataset
 
@@ -113,3 +113,17 @@ def prepare_cmmd(dicom_root: str | os.PathLike, clinical: str | os.PathLike, out
     }
     return write_dataset(out, images, pd.DataFrame(columns=LESION_COLUMNS), summary, prof.data.split_ratios["cmmd"],
                          prof.data.cv_folds, seed)
+
+
+def _arguments(q) -> None:
+    q.add_argument("--dicom-root", required=True, help="folder of the NBIA download (holds CMMD/D1-0001/...)")
+    q.add_argument("--clinical", required=True, help="CMMD_clinicaldata_revision.xlsx")
+    q.add_argument("--keep-unlabeled", action="store_true",
+                   help="keep images of breasts the table does not name, unlabelled, for SSL pretraining")
+
+
+CONVERTER = Converter(
+    "cmmd", "CMMD: clinical xlsx + NBIA DICOM tree",
+    "Convert CMMD (paper III.B): images resized to the profile's size as 16-bit PNG, labels from the clinical table "
+    "by patient and the image's laterality, 3:1:1 split, 5 folds.", _arguments,
+    lambda a: prepare_cmmd(a.dicom_root, a.clinical, a.out, a.profile, a.seed, a.keep_unlabeled, a.workers))

@@ -3,9 +3,12 @@ run in parallel processes with a progress bar, resumable (finished images are ve
 half-written PNG, and a final per-file report."""
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -120,3 +123,22 @@ def convert_all(jobs: list[dict], out: Path, workers: int | None, desc: str,
     whole = report.lesion_id.isna() | (report.lesion_id == "")
     ok = set(report[whole & report.status.isin(["written", "skipped"])].image_id)
     return report, counts, ok
+
+
+@dataclass(frozen=True)
+class Converter:
+    """A data source that ``mammossl prepare NAME`` converts: its own command-line options and the call that
+    converts (returning the summary that is also written to ``dataset.json``)."""
+
+    name: str
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], dict]
+
+
+def converters() -> dict[str, Converter]:
+    """The registry of converters, by command name (a new source: its module with a ``CONVERTER``, one entry here)."""
+    from . import cbis_ddsm, cmmd, folder
+
+    return {c.name: c for c in (cbis_ddsm.CONVERTER, cmmd.CONVERTER, folder.CONVERTER)}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import Profile, image_size, resolve
-from .convert import convert_all
+from .convert import Converter, convert_all
 from .dicom import MAMMO_MODALITIES, DicomError, laterality_and_view, read_header
 from .layout import LESION_COLUMNS, DataError, write_dataset
 
@@ -116,3 +116,28 @@ def prepare_folder(dicom_root: str | os.PathLike, out: str | os.PathLike, profil
                               "flipped)", **counts}
     return write_dataset(out, images, pd.DataFrame(columns=LESION_COLUMNS), summary, ratios, prof.data.cv_folds,
                          seed, split=enough)
+
+
+def _arguments(q) -> None:
+    q.add_argument("--dicom-root", required=True, help="folder holding the DICOM files (any depth)")
+    q.add_argument("--labels", default=None, help="CSV with patient_id, laterality (L/R), label (0/1) per breast")
+    q.add_argument("--domain", choices=["cmmd", "ddsm"], default="cmmd",
+                   help="image size of the profile to use: cmmd (digital, default) or ddsm (film)")
+    q.add_argument("--raw", action="store_true", help="keep the stored values (no modality/VOI LUT)")
+    q.add_argument("--allow-processing", action="store_true", help="also convert FOR PROCESSING images")
+    q.add_argument("--allow-multiframe", action="store_true",
+                   help="convert multi-frame files (tomosynthesis) by their central frame")
+
+
+def _run(a) -> dict:
+    s = prepare_folder(a.dicom_root, a.out, a.profile, a.labels, a.seed, a.workers, a.domain, a.raw,
+                       a.allow_processing, a.allow_multiframe)
+    print(s["split_note"])
+    return s
+
+
+CONVERTER = Converter(
+    "folder", "any folder of mammography DICOMs (a hospital export); labels optional",
+    "Convert every mammography DICOM under --dicom-root (patient, laterality and view from the headers; modality and "
+    "VOI LUTs applied, MONOCHROME1 inverted, 16 bits kept) into a prepared dataset. Without --labels (or with too "
+    "few labelled patients to split) every image is 'unlabeled': pretraining and prediction only.", _arguments, _run)
