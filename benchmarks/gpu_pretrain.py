@@ -108,7 +108,7 @@ def trainer_run(method: str, data: Path, work: Path, profile: str, batch: int, c
         torch.cuda.reset_peak_memory_stats()
     s = pretrain(method, data, work / f"run_{method}_{compile_}", profile, progress=False, batch_size=batch,
                  max_steps=2 * steps_per_epoch + 1, epochs=100, checkpoint_every=10**9, num_workers=workers,
-                 swav_queue_start_fraction=0.0, compile=compile_, val_batches=2, on_step=on_step,
+                 swav={"queue_start_fraction": 0.0}, compile=compile_, val_batches=2, on_step=on_step,
                  **({"lr": lr} if lr is not None else {}))
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
     steady = (b - a) * batch / (stamps[b] - stamps[a])
@@ -209,7 +209,7 @@ def mae_flops(profile: str, batch: int) -> float:
     cfg = resolve(profile).pretrain
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_method("mae", cfg).to(dev)
-    x = torch.rand(batch, 3, cfg.mae_image_size, cfg.mae_image_size, device=dev)
+    x = torch.rand(batch, 3, cfg.mae.image_size, cfg.mae.image_size, device=dev)
     counter = FlopCounterMode(display=False)
     with counter:
         model([x], 0).backward()
@@ -359,7 +359,8 @@ def main() -> int:
             return None
 
     def steps_per_epoch(method: str, b: int) -> int:
-        from mammossl_core.pretrain import build_dataset, method_config
+        from mammossl_core.pretrain import method_config
+        from mammossl_core.pretrain_data import build_dataset
 
         from mammossl_core.ssl import METHODS
 
@@ -369,7 +370,7 @@ def main() -> int:
     def one_method(method: str, b: int, mode: str):
         spe = steps_per_epoch(method, b)
         r = trainer_run(method, d, work, profile, b, mode, a.workers, spe, a.lr)
-        in_size = prof.pretrain.mae_image_size if method == "mae" else size
+        in_size = prof.pretrain.mae.image_size if method == "mae" else size
         r["compute_only_img_s"] = compute_only(method, profile, b, in_size, mode, steps=a.compute_steps)
         r["batch"], r["steps_per_epoch"] = b, spe
         if method != "mae":
@@ -390,11 +391,11 @@ def main() -> int:
     results["swav_stability"] = section("swav stability", lambda: swav_stability(
         profile, batch, size, 24 if smoke else a.swav_steps, 8 if smoke else 50))
     for method in [m for m in ("simclr", "mae") if m in methods]:
-        b = prof.pretrain.mae_batch_size if method == "mae" else batch
+        b = prof.pretrain.mae.batch_size if method == "mae" else batch
         section(f"{method} compiled", lambda m=method, b=b: one_method(m, b, compiled))
     if "mae/" + compiled in results["methods"]:
         def bound():
-            f = mae_flops(profile, 2 if smoke else prof.pretrain.mae_batch_size)
+            f = mae_flops(profile, 2 if smoke else prof.pretrain.mae.batch_size)
             r = {"gflop_per_image": f / 1e9, "bound_img_s": a.peak_tflops * 1e12 / f,
                  "trainer_share_of_bound": results["methods"]["mae/" + compiled]["trainer_img_s"] * f
                  / (a.peak_tflops * 1e12)}

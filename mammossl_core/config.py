@@ -72,6 +72,62 @@ REAL_FILMS = {
 
 
 @dataclass(frozen=True)
+class SimCLRConfig:
+    """SimCLR (V.B)."""
+
+    #: NT-Xent temperature
+    temperature: float = 0.5
+
+
+@dataclass(frozen=True)
+class BYOLConfig:
+    """BYOL (V.B)."""
+
+    #: EMA decay of the target network at the start (cosine schedule to 1)
+    momentum: float = 0.99
+
+
+@dataclass(frozen=True)
+class SwAVConfig:
+    """SwAV (V.B; IV.B on the annotated patch set)."""
+
+    temperature: float = 0.1
+    sinkhorn_epsilon: float = 0.05
+    prototypes: int = 20
+    queue_length: int = 3000
+    #: the queue joins Sinkhorn after this share of the run: the reference starts it at epoch 15 of 200 (batch 256),
+    #: once the projections it stores have stopped moving fast
+    queue_start_fraction: float = 0.075
+    #: the prototypes stay fixed for this share of the warm-up steps (at least one step): the reference's 313 of
+    #: 3,130 at batch 4096. A share of the schedule, so that a run of any length unfreezes them early
+    freeze_share_of_warmup: float = 0.1
+    #: on the annotated patch set (IV.B): 50 prototypes, queue of 300
+    prototypes_annotated: int = 50
+    queue_length_annotated: int = 300
+
+
+@dataclass(frozen=True)
+class MAEConfig:
+    """ViT-MAE on whole images (V.B): AdamW, its own batch, the ViT and decoder sizes."""
+
+    lr: float = 0.0024
+    weight_decay: float = 0.05
+    batch_size: int = 32
+    mask_ratio: float = 0.75
+    patch: int = 16
+    #: whole images are resized to this square for the ViT (a fixed token grid); not stated in the paper
+    image_size: int = 512
+    #: ViT encoder and MAE decoder sizes (ViT-B/16 and He et al.'s light decoder at the paper profile)
+    layers: int = 12
+    heads: int = 12
+    hidden: int = 768
+    mlp: int = 3072
+    decoder_layers: int = 1
+    decoder_dim: int = 512
+    decoder_heads: int = 16
+
+
+@dataclass(frozen=True)
 class PretrainConfig:
     """SSL pretraining (sections IV.A, V.A-B)."""
 
@@ -108,40 +164,14 @@ class PretrainConfig:
     #: compiling does not pay for the tiny trunk), "off", or a torch.compile mode ("default",
     #: "reduce-overhead", "max-autotune-no-cudagraphs")
     compile: str = "auto"
-    # method-specific values (V.B)
-    simclr_temperature: float = 0.5
-    byol_momentum: float = 0.99
-    swav_temperature: float = 0.1
-    swav_sinkhorn_epsilon: float = 0.05
-    swav_prototypes: int = 20
-    swav_queue_length: int = 3000
-    #: the queue joins Sinkhorn after this share of the run: the reference starts it at epoch 15 of 200 (batch 256),
-    #: once the projections it stores have stopped moving fast
-    swav_queue_start_fraction: float = 0.075
-    #: the prototypes stay fixed for this share of the warm-up steps (at least one step): the reference's 313 of
-    #: 3,130 at batch 4096. A share of the schedule, so that a run of any length unfreezes them early
-    swav_freeze_share_of_warmup: float = 0.1
-    #: SwAV on the annotated patch set (IV.B): 50 prototypes, queue of 300
-    swav_prototypes_annotated: int = 50
-    swav_queue_length_annotated: int = 300
+    #: projection (and BYOL prediction) head sizes of SimCLR, BYOL and SwAV
     projection_dim: int = 128
     hidden_dim: int = 2048
-    # ViT-MAE on whole images (V.B)
-    mae_lr: float = 0.0024
-    mae_weight_decay: float = 0.05
-    mae_batch_size: int = 32
-    mae_mask_ratio: float = 0.75
-    mae_patch: int = 16
-    #: whole images are resized to this square for the ViT (a fixed token grid); not stated in the paper
-    mae_image_size: int = 512
-    #: ViT encoder and MAE decoder sizes (ViT-B/16 and He et al.'s light decoder at the paper profile)
-    mae_layers: int = 12
-    mae_heads: int = 12
-    mae_hidden: int = 768
-    mae_mlp: int = 3072
-    mae_decoder_layers: int = 1
-    mae_decoder_dim: int = 512
-    mae_decoder_heads: int = 16
+    #: each method's own settings (V.B), one section per method of :data:`mammossl_core.ssl.METHODS`
+    simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
+    byol: BYOLConfig = field(default_factory=BYOLConfig)
+    swav: SwAVConfig = field(default_factory=SwAVConfig)
+    mae: MAEConfig = field(default_factory=MAEConfig)
     #: pretraining on the annotated patch set (IV.A-B, Table 1 and Fig. 3): epochs, batch and LARS learning rate
     #: (IV.A: BYOL at batch 2048, base learning rate 0.4)
     annotated_epochs: int = 200
@@ -187,14 +217,14 @@ class BookConfig:
                                    "highpass")
     #: chapter 2: the paper's patch side that each of ``DataConfig.tile_sizes`` stands for (Table 2)
     paper_tile_sizes: tuple[int, ...] = (64, 96, 128, 256)
-    #: chapter 4: run the self-attention pooling (BYOL SA, Table 3); at the tiny profile one SA layer over the
-    #: 32x24 grid costs more than the rest of the chapter
-    run_sa: bool = True
+    #: chapters 4 and 5: the poolings whose rows run (at the tiny profile one self-attention layer over the 32x24
+    #: grid costs more than the rest of chapter 4, so SA is left out)
+    poolings: tuple[str, ...] = ("gap", "mip", "sa")
     #: chapter 4: MIP trained end to end from random initialisation (the supervised baseline with MIP pooling) as a
     #: reference row of the localisation table; no claim reads it
     supervised_mip_reference: bool = True
-    #: chapter 5: the (method, pooling) rows of Table 3 that are finetuned (SwAV GAP, which the chapter's claims
-    #: read, is run at every profile)
+    #: chapter 5: the (method, pooling) rows of Table 3 that are finetuned, of :attr:`poolings` (SwAV GAP, which the
+    #: chapter's claims read, is run at every profile)
     finetune_table3: tuple[tuple[str, str], ...] = (("byol", "gap"), ("byol", "mip"), ("byol", "sa"),
                                                     ("swav", "gap"), ("swav", "mip"))
     #: chapter 6: the larger encoders (Table 4) and whether they are finetuned too
@@ -204,15 +234,13 @@ class BookConfig:
     larger_encoder_max_steps: int | None = None
     #: chapter 7: tiled patches embedded for the UMAP (Fig. 6: 50,000)
     umap_tiles: int = 50000
-    #: chapter 8: folds run (each with its own CMMD pretraining on that fold's training images)
-    cv_folds: int = 5
-    #: chapter 8: the poolings cross-validated (the claims read GAP)
-    cv_poolings: tuple[str, ...] = ("gap", "mip")
-    #: chapter 8: finetune MIP too (not only GAP)
-    finetune_mip_cv: bool = True
-    #: chapter 8: the pretraining sets whose encoders are finetuned in the cross-validation (the claim checked needs
-    #: the DDSM-pretrained one only)
-    finetune_cv_sources: tuple[str, ...] = ("DDSM", "CMMD")
+    #: chapter 8: how many of the dataset's ``DataConfig.cv_folds`` folds run (each with its own CMMD pretraining
+    #: on that fold's training images)
+    cv_folds_run: int = 5
+    #: chapter 8: the (pretraining set, pooling) rows of Table 5 cross-validated with linear evaluation, and those
+    #: also finetuned (the claims read DDSM and CMMD GAP linear, DDSM GAP finetuned)
+    cv_linear: tuple[tuple[str, str], ...] = (("DDSM", "gap"), ("DDSM", "mip"), ("CMMD", "gap"), ("CMMD", "mip"))
+    cv_finetune: tuple[tuple[str, str], ...] = (("DDSM", "gap"), ("DDSM", "mip"), ("CMMD", "gap"), ("CMMD", "mip"))
     #: the chapters that ``mammossl book seeds`` re-executes at other dataset seeds, and those seeds (the book's own
     #: seed is the chapters' ``seed`` parameter, 0)
     seed_chapters: tuple[str, ...] = ("04", "05")
@@ -270,20 +298,11 @@ def _tiny() -> Profile:
             checkpoint_every=50,
             log_every=1,
             num_workers=0,
-            swav_prototypes=20,
-            swav_queue_length=256,
-            swav_queue_length_annotated=64,
             projection_dim=64,
             hidden_dim=128,
-            mae_batch_size=8,
-            mae_patch=16,
-            mae_image_size=64,
-            mae_layers=2,
-            mae_heads=2,
-            mae_hidden=64,
-            mae_mlp=128,
-            mae_decoder_dim=64,
-            mae_decoder_heads=2,
+            swav=SwAVConfig(prototypes=20, queue_length=256, queue_length_annotated=64),
+            mae=MAEConfig(batch_size=8, patch=16, image_size=64, layers=2, heads=2, hidden=64, mlp=128, decoder_dim=64,
+                          decoder_heads=2),
             # the annotated patch set is small (8 steps an epoch): 6 epochs at the tiles' learning rate
             annotated_epochs=6,
             annotated_batch_size=64,
@@ -297,12 +316,12 @@ def _tiny() -> Profile:
         # rows that no claim reads are left out where they cost most: chapter 5's BYOL and SwAV MIP finetunes,
         # chapter 8's MIP cross-validations and its finetuning of the CMMD-pretrained encoders, chapter 4's
         # end-to-end MIP reference; the tables say "not run at this profile"
-        BookConfig(transforms=("crop", "gamma", "contrast"), paper_tile_sizes=(64, 96, 128), run_sa=False,
+        BookConfig(transforms=("crop", "gamma", "contrast"), paper_tile_sizes=(64, 96, 128), poolings=("gap", "mip"),
                    supervised_mip_reference=False,
                    finetune_table3=(("swav", "gap"),),
                    larger_encoders=("tiny", "resnet18"), finetune_larger_encoders=False, larger_encoder_max_steps=60,
                    umap_tiles=2000,
-                   cv_folds=2, cv_poolings=("gap",), finetune_mip_cv=False, finetune_cv_sources=("DDSM",)),
+                   cv_folds_run=2, cv_linear=(("DDSM", "gap"), ("CMMD", "gap")), cv_finetune=(("DDSM", "gap"),)),
     )
 
 
@@ -334,29 +353,56 @@ def resolve(profile: "str | Profile | None", **overrides: dict[str, Any]) -> Pro
             continue
         if section not in SECTIONS:
             raise ValueError(f"unknown configuration section {section!r}; use one of {', '.join(SECTIONS)}")
-        current = getattr(prof, section)
-        names = {f.name for f in dataclasses.fields(current)}
-        bad = set(values) - names
-        if bad:
-            raise ValueError(f"unknown {section} setting(s) {sorted(bad)}; known: {sorted(names)}")
-        changes[section] = dataclasses.replace(current, **values)
+        changes[section] = replace(getattr(prof, section), values, section)
     return dataclasses.replace(prof, **changes) if changes else prof
+
+
+def replace(obj, values: dict[str, Any], where: str = "config"):
+    """``dataclasses.replace`` that reaches into nested sections: ``values`` for a field that is itself a section (a
+    method's settings) may be a dict of its fields, ``{"swav": {"queue_length": 64}}``. Unknown names raise
+    ``ValueError`` naming them."""
+    names = {f.name for f in dataclasses.fields(obj)}
+    bad = set(values) - names
+    if bad:
+        raise ValueError(f"unknown {where} setting(s) {sorted(bad)}; known: {sorted(names)}")
+    nested = {k: replace(getattr(obj, k), v, f"{where}.{k}") for k, v in values.items()
+              if isinstance(v, dict) and dataclasses.is_dataclass(getattr(obj, k))}
+    return dataclasses.replace(obj, **{**values, **nested})
+
+
+def _section(cls, values: dict[str, Any]):
+    """A section from its saved dict: nested sections rebuilt, unknown keys ignored, JSON lists as tuples."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for k, v in values.items():
+        if k not in fields:
+            continue
+        default = fields[k].default_factory() if fields[k].default_factory is not dataclasses.MISSING else None
+        out[k] = _section(type(default), v) if dataclasses.is_dataclass(default) and isinstance(v, dict) else _tuples(v)
+    return cls(**out)
 
 
 def from_dict(d: dict[str, Any]) -> Profile:
     """A :class:`Profile` from :meth:`Profile.to_dict` (JSON lists become tuples again)."""
-    def section(cls, values):
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: _tuples(v) for k, v in values.items() if k in names})
-    return Profile(d["name"], section(DataConfig, d["data"]), section(SynthConfig, d["synth"]),
-                   section(PretrainConfig, d["pretrain"]), section(EvalConfig, d["eval"]),
-                   section(BookConfig, d.get("book", {})))
+    return Profile(d["name"], _section(DataConfig, d["data"]), _section(SynthConfig, d["synth"]),
+                   pretrain_config(d["pretrain"]), _section(EvalConfig, d["eval"]),
+                   _section(BookConfig, d.get("book", {})))
+
+
+#: the prefixes of the flat method settings that checkpoints of mammossl < 0.5 saved (``swav_prototypes``)
+_FLAT_PREFIXES = ("simclr_", "byol_", "swav_", "mae_")
 
 
 def pretrain_config(d: dict[str, Any]) -> PretrainConfig:
-    """A :class:`PretrainConfig` from its saved dict (a checkpoint's ``config``); unknown keys are ignored."""
-    names = {f.name for f in dataclasses.fields(PretrainConfig)}
-    return PretrainConfig(**{k: _tuples(v) for k, v in d.items() if k in names})
+    """A :class:`PretrainConfig` from its saved dict (a checkpoint's ``config``); unknown keys are ignored, and the
+    flat method settings of older checkpoints (``swav_prototypes``) go to their section (``swav.prototypes``)."""
+    d = dict(d)
+    for k in [k for k in d if k.startswith(_FLAT_PREFIXES)]:
+        method, name = k.split("_", 1)
+        section = dict(d.get(method) or {})
+        section.setdefault(name, d.pop(k))
+        d[method] = section
+    return _section(PretrainConfig, d)
 
 
 def _tuples(v):

@@ -1,17 +1,16 @@
 """Run by tests/test_distributed.py under torchrun (gloo, CPU): one step of a method on a slice of a fixed batch.
 
 SwAV first fills its queue with one forward pass of the same batch, so the measured step uses the queue (each process
-holds ``swav_queue_length / W`` rows). ViT-MAE's random token masks are drawn for the global batch from a fixed seed
+holds ``swav.queue_length / W`` rows). ViT-MAE's random token masks are drawn for the global batch from a fixed seed
 and sliced per process (a real run draws each process's masks independently; the test compares the model and the
 gradient reduction, not the random draws).
 """
-import dataclasses
 import sys
 
 import torch
 
 from mammossl_core import distributed as D
-from mammossl_core.config import get_profile
+from mammossl_core.config import get_profile, replace
 from mammossl_core.ssl import build_method
 
 
@@ -38,11 +37,11 @@ def fixed_views(n=16, size=32, seed=1):
 
 def run(method: str, out: str) -> None:
     dev = D.setup("cpu")
-    cfg = dataclasses.replace(get_profile("tiny").pretrain, swav_queue_length=16, swav_queue_start_fraction=0.0)
+    cfg = replace(get_profile("tiny").pretrain, {"swav": {"queue_length": 16, "queue_start_fraction": 0.0}})
     torch.manual_seed(0)
     model = D.convert_sync_batchnorm(build_method(method, cfg), dev)
     ddp = D.wrap_ddp(model, dev) if D.is_dist() else model
-    views = fixed_views(size=cfg.mae_image_size if method == "mae" else 32)
+    views = fixed_views(size=cfg.mae.image_size if method == "mae" else 32)
     n, w, r = len(views[0]), D.world_size(), D.rank()
     local = [v[r * n // w:(r + 1) * n // w] for v in views]
     if method == "mae":

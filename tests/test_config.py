@@ -1,3 +1,6 @@
+import dataclasses
+import json
+
 import pytest
 
 from mammossl_core.config import get_profile
@@ -9,7 +12,7 @@ def test_paper_profile_has_the_paper_numbers():
     assert p.data.tile_sizes == (64, 96, 128, 256) and p.data.tile_overlap == 0.5 and p.data.max_background == 0.2
     assert p.data.annotated_patch == 224
     assert (p.pretrain.batch_size, p.pretrain.lr, p.pretrain.weight_decay) == (4096, 4.8, 1.5e-6)
-    assert (p.pretrain.swav_prototypes, p.pretrain.swav_queue_length) == (20, 3000)
+    assert (p.pretrain.swav.prototypes, p.pretrain.swav.queue_length) == (20, 3000)
     assert (p.eval.linear_lr, p.eval.linear_weight_decay, p.eval.finetune_lr) == (1e-4, 1e-3, 1e-5)
 
 
@@ -29,10 +32,8 @@ def test_resolve_is_the_one_way_to_a_profile():
     p = resolve("paper", eval={"linear_epochs": 3})
     assert p.eval.linear_epochs == 3 and resolve(p) is p
     assert resolve(p, pretrain={"epochs": 2}).pretrain.epochs == 2 and p.pretrain.epochs == 200
-    import json
-
     assert from_dict(json.loads(p.to_json())) == p  # JSON round trip, lists back to tuples
-    assert pretrain_config(json.loads(json.dumps(p.pretrain.__dict__))) == p.pretrain
+    assert pretrain_config(json.loads(json.dumps(dataclasses.asdict(p.pretrain)))) == p.pretrain
     with pytest.raises(ValueError, match="unknown configuration section"):
         resolve("tiny", model={"x": 1})
 
@@ -57,3 +58,26 @@ def test_a_chapters_evaluation_settings_carry_its_epochs_parameter(tmp_path):
                  {"linear_epochs": 1, "finetune_epochs": 1, "supervised_epochs": 1})
     assert (ch.eval.finetune_epochs, ch.eval.supervised_epochs, ch.eval.finetune_lr) == (1, 1, prof.eval.finetune_lr)
     assert Chapter("05", "tiny", prof, "cpu", 0, tmp_path, "synthetic", tmp_path, {}, {}).eval == prof.eval
+
+
+def test_method_settings_are_sections_that_override_and_round_trip():
+    from mammossl_core.config import from_dict, pretrain_config, resolve
+
+    p = resolve("tiny", pretrain={"swav": {"queue_length": 64}, "epochs": 3})
+    assert p.pretrain.swav.queue_length == 64 and p.pretrain.swav.prototypes == 20 and p.pretrain.epochs == 3
+    assert from_dict(json.loads(p.to_json())) == p
+    with pytest.raises(ValueError, match="pretrain.swav"):
+        resolve("tiny", pretrain={"swav": {"queue_lenght": 64}})
+    # a checkpoint of mammossl < 0.5 saved the method settings flat
+    old = {"encoder": "tiny", "swav_prototypes": 7, "mae_image_size": 48, "byol_momentum": 0.9, "swav_queue_start_step": 3}
+    cfg = pretrain_config(old)
+    assert (cfg.swav.prototypes, cfg.mae.image_size, cfg.byol.momentum, cfg.encoder) == (7, 48, 0.9, "tiny")
+
+
+def test_every_method_has_its_config_section():
+    from mammossl_core.config import PretrainConfig
+    from mammossl_core.ssl import METHODS
+
+    sections = {f.name for f in dataclasses.fields(PretrainConfig)
+                if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory())}
+    assert sections == set(METHODS)

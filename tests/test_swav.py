@@ -11,7 +11,7 @@ from lightly.utils.scheduler import cosine_warmup_schedule
 from torch import nn
 
 from mammossl_core import artefacts
-from mammossl_core.config import get_profile
+from mammossl_core.config import get_profile, replace
 from mammossl_core.ssl import Schedule, SwAV
 
 
@@ -32,8 +32,8 @@ def test_swav_crosses_the_unfreeze_at_peak_lr_and_stays_finite(bf16):
     torch.set_num_threads(1)
     batch, spe, steps = 512, 12, 60
     prof = get_profile("tiny")
-    cfg = dataclasses.replace(prof.pretrain, batch_size=batch, lr_reference_batch=batch, swav_queue_length=1024,
-                              swav_queue_start_fraction=0.0)
+    cfg = replace(prof.pretrain, {"batch_size": batch, "lr_reference_batch": batch,
+                                  "swav": {"queue_length": 1024, "queue_start_fraction": 0.0}})
     m = _mlp_swav(cfg)
     total, warmup = 10 * spe, 24
     m.configure(Schedule(spe, total, warmup))
@@ -97,7 +97,7 @@ def test_prototypes_unfreeze_early_in_every_profile(steps_per_epoch):
 def test_checkpoint_with_prototype_bias_still_loads():
     m = SwAV(get_profile("tiny").pretrain)
     state = m.state_dict()
-    state["prototypes.heads.0.bias"] = torch.zeros(m.cfg.swav_prototypes)
+    state["prototypes.heads.0.bias"] = torch.zeros(m.cfg.swav.prototypes)
     with pytest.warns(UserWarning, match="bias is dropped"):
         SwAV(get_profile("tiny").pretrain).load_state_dict(state)
 

@@ -41,6 +41,6 @@ class BYOL(SSLMethod):
 
     @torch.no_grad()
     def after_step(self, step, total_steps):
-        m = cosine_schedule(step, max(total_steps, 1), self.cfg.byol_momentum, 1.0)
+        m = cosine_schedule(step, max(total_steps, 1), self.cfg.byol.momentum, 1.0)
         update_momentum(self.backbone, self.backbone_momentum, m)
         update_momentum(self.projection, self.projection_momentum, m)

@@ -14,8 +14,8 @@ from .base import SSLMethod
 
 def build_vit(cfg) -> VisionTransformer:
     """A torchvision ViT of the configured size (ViT-B/16 at the paper profile; no weights downloaded)."""
-    return VisionTransformer(image_size=cfg.mae_image_size, patch_size=cfg.mae_patch, num_layers=cfg.mae_layers,
-                             num_heads=cfg.mae_heads, hidden_dim=cfg.mae_hidden, mlp_dim=cfg.mae_mlp)
+    return VisionTransformer(image_size=cfg.mae.image_size, patch_size=cfg.mae.patch, num_layers=cfg.mae.layers,
+                             num_heads=cfg.mae.heads, hidden_dim=cfg.mae.hidden, mlp_dim=cfg.mae.mlp)
 
 
 class ViTGrid(nn.Module):
@@ -47,7 +47,7 @@ class _MeanToken(nn.Module):
 class MAE(SSLMethod):
     """lightly's masked ViT (torchvision) encoder + MAE decoder; loss: MSE on the masked patches' pixels.
 
-    Images are resized to a square of ``mae_image_size`` pixels (ViT needs a fixed token grid).
+    Images are resized to a square of ``mae.image_size`` pixels (ViT needs a fixed token grid).
     Reference: He et al., "Masked Autoencoders Are Scalable Vision Learners", 2021.
     """
 
@@ -58,23 +58,23 @@ class MAE(SSLMethod):
     @classmethod
     def config_changes(cls, cfg, prof):
         """Its own batch size (V.B: 32); on the annotated set (Table 1) the ViT sees the patches at their size."""
-        changes = {"batch_size": cfg.mae_batch_size}
+        changes: dict = {"batch_size": cfg.mae.batch_size}
         if cfg.source == "annotated":
-            changes["mae_image_size"] = prof.data.annotated_patch
+            changes["mae"] = {"image_size": prof.data.annotated_patch}
         return changes
 
     @classmethod
     def input_size(cls, cfg, prof):
-        return cfg.mae_image_size
+        return cfg.mae.image_size
 
     def build_optimizer(self, global_batch):
         """AdamW (V.B: lr 0.0024, weight decay 0.05, He et al.'s betas), biases and norms free of weight decay;
         the rate is the paper's, not scaled with the batch."""
         decay, no_decay = get_weight_decay_parameters([self])
-        opt = torch.optim.AdamW([{"params": [p for p in decay if p.requires_grad], "weight_decay": self.cfg.mae_weight_decay},
+        opt = torch.optim.AdamW([{"params": [p for p in decay if p.requires_grad], "weight_decay": self.cfg.mae.weight_decay},
                                  {"params": [p for p in no_decay if p.requires_grad], "weight_decay": 0.0}],
-                                lr=self.cfg.mae_lr, betas=(0.9, 0.95))
-        return opt, self.cfg.mae_lr
+                                lr=self.cfg.mae.lr, betas=(0.9, 0.95))
+        return opt, self.cfg.mae.lr
 
     def __init__(self, cfg, encoder=None):
         nn.Module.__init__(self)
@@ -82,14 +82,14 @@ class MAE(SSLMethod):
         vit = build_vit(cfg)
         self.backbone = MaskedVisionTransformerTorchvision(vit=vit)
         self.backbone.dim = vit.hidden_dim
-        self.patch = cfg.mae_patch
+        self.patch = cfg.mae.patch
         self.seq_length = vit.seq_length
-        self.decoder = MAEDecoder(seq_length=vit.seq_length, num_layers=cfg.mae_decoder_layers,
-                                  num_heads=cfg.mae_decoder_heads, embed_input_dim=vit.hidden_dim,
-                                  hidden_dim=cfg.mae_decoder_dim, mlp_dim=cfg.mae_decoder_dim * 4,
-                                  out_dim=cfg.mae_patch**2 * 3)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.mae_decoder_dim))
-        self.mask_ratio = cfg.mae_mask_ratio
+        self.decoder = MAEDecoder(seq_length=vit.seq_length, num_layers=cfg.mae.decoder_layers,
+                                  num_heads=cfg.mae.decoder_heads, embed_input_dim=vit.hidden_dim,
+                                  hidden_dim=cfg.mae.decoder_dim, mlp_dim=cfg.mae.decoder_dim * 4,
+                                  out_dim=cfg.mae.patch**2 * 3)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.mae.decoder_dim))
+        self.mask_ratio = cfg.mae.mask_ratio
 
     def forward(self, views, step=0):
         images = views[0]
@@ -110,7 +110,7 @@ class MAE(SSLMethod):
         return [self.backbone.vit.encoder.layers, self.decoder.layers]
 
     def grid_encoder(self):
-        return ViTGrid(self.backbone, self.cfg.mae_image_size, self.cfg.mae_patch), self.backbone.dim
+        return ViTGrid(self.backbone, self.cfg.mae.image_size, self.cfg.mae.patch), self.backbone.dim
 
     def patch_encoder(self):
         return _MeanToken(self.grid_encoder()[0])

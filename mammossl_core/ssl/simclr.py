@@ -18,7 +18,7 @@ class SimCLR(SSLMethod):
     def __init__(self, cfg, encoder=None):
         super().__init__(cfg, encoder)
         self.head = SimCLRProjectionHead(self.backbone.dim, cfg.hidden_dim, cfg.projection_dim)
-        self.criterion = NTXentLoss(temperature=cfg.simclr_temperature, gather_distributed=True)
+        self.criterion = NTXentLoss(temperature=cfg.simclr.temperature, gather_distributed=True)
 
     def forward(self, views, step=0):
         z0, z1 = (self.head(self.backbone(v)) for v in views)

@@ -51,16 +51,16 @@ class SwAV(SSLMethod):
 
     Schedule (:meth:`configure`), chosen after the reference (Caron et al.'s ``main_swav.py``):
 
-    * the prototypes stay fixed for the first ``swav_freeze_share_of_warmup`` of the warm-up steps, at least one
+    * the prototypes stay fixed for the first ``swav.freeze_share_of_warmup`` of the warm-up steps, at least one
       step: the reference freezes 313 of its 3,130 warm-up steps at batch 4096 (one epoch of ten). Counted in
       steps of the schedule, so every profile unfreezes them early, whatever its number of epochs;
-    * the queue joins the Sinkhorn problem after ``swav_queue_start_fraction`` of the run (once full): the
+    * the queue joins the Sinkhorn problem after ``swav.queue_start_fraction`` of the run (once full): the
       reference starts it at epoch 15 of 200 at batch 256, when the features it holds have stopped moving fast
       (at 4096 it uses none; the paper states a queue of 3000, so it is kept).
 
     The queue is a persistent buffer (saved in checkpoints, so resume is exact) holding the latest projections of
-    each view. As in the reference, each of ``W`` processes keeps ``swav_queue_length / W`` rows of its own
-    projections, so the queue over all processes holds the latest ``swav_queue_length`` projections of the global
+    each view. As in the reference, each of ``W`` processes keeps ``swav.queue_length / W`` rows of its own
+    projections, so the queue over all processes holds the latest ``swav.queue_length`` projections of the global
     batch whatever ``W`` is, and Sinkhorn (gathered over processes) sees the same problem as one process would.
 
     Reference: Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster Assignments", 2020.
@@ -72,28 +72,28 @@ class SwAV(SSLMethod):
     def config_changes(cls, cfg, prof):
         """On the annotated patch set (IV.B) the paper's 50 prototypes and queue of 300."""
         if cfg.source == "annotated":
-            return {"swav_prototypes": cfg.swav_prototypes_annotated,
-                    "swav_queue_length": cfg.swav_queue_length_annotated}
+            return {"swav": {"prototypes": cfg.swav.prototypes_annotated,
+                             "queue_length": cfg.swav.queue_length_annotated}}
         return {}
 
     def __init__(self, cfg, encoder=None):
         super().__init__(cfg, encoder)
         self.projection = SwaVProjectionHead(self.backbone.dim, cfg.hidden_dim, cfg.projection_dim)
-        self.prototypes = Prototypes(cfg.projection_dim, cfg.swav_prototypes)
-        self.criterion = SwaVLoss(temperature=cfg.swav_temperature, sinkhorn_epsilon=cfg.swav_sinkhorn_epsilon,
+        self.prototypes = Prototypes(cfg.projection_dim, cfg.swav.prototypes)
+        self.criterion = SwaVLoss(temperature=cfg.swav.temperature, sinkhorn_epsilon=cfg.swav.sinkhorn_epsilon,
                                   sinkhorn_gather_distributed=True)
-        self.register_buffer("queue", torch.zeros(2, cfg.swav_queue_length, cfg.projection_dim))
+        self.register_buffer("queue", torch.zeros(2, cfg.swav.queue_length, cfg.projection_dim))
         self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
         self.register_load_state_dict_pre_hook(_drop_prototype_bias)
         self.frozen_steps = 0
         self.queue_start = 0
-        self.queue_rows = cfg.swav_queue_length // D.world_size()
+        self.queue_rows = cfg.swav.queue_length // D.world_size()
         self._queue_full = False  # a host-side copy of "queue_filled >= rows", so a step needs no device sync
 
     def configure(self, schedule: Schedule) -> None:
-        self.frozen_steps = max(1, math.ceil(self.cfg.swav_freeze_share_of_warmup * schedule.warmup))
-        self.queue_start = int(round(self.cfg.swav_queue_start_fraction * schedule.total))
-        self.queue_rows = self.cfg.swav_queue_length // D.world_size()
+        self.frozen_steps = max(1, math.ceil(self.cfg.swav.freeze_share_of_warmup * schedule.warmup))
+        self.queue_start = int(round(self.cfg.swav.queue_start_fraction * schedule.total))
+        self.queue_rows = self.cfg.swav.queue_length // D.world_size()
         self._queue_full = False
 
     def before_optimizer_step(self, step: int) -> None:
@@ -136,7 +136,7 @@ class SwAV(SSLMethod):
         """Normalised projections ``(B, d)`` and soft prototype assignments ``(B, P)`` (softmax of the prototype
         scores over the temperature) of patches ``x`` ``(B, 3, p, p)`` (paper V.E)."""
         z = F.normalize(self.projection(self.backbone(x)), dim=1)
-        return z, torch.softmax(self.prototypes(z) / self.cfg.swav_temperature, dim=1)
+        return z, torch.softmax(self.prototypes(z) / self.cfg.swav.temperature, dim=1)
 
     @torch.no_grad()
     def summary_stats(self, batches, init_state: dict | None = None) -> dict:
