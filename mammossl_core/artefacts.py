@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import launch, source_digest
+from . import launch, results, source_digest
 from .config import Profile, resolve
 from .data.layout import PreparedDataset
 from .data.products import build_products
@@ -84,23 +84,22 @@ def pretrained(method: str, data: str | os.PathLike, profile: str | Profile = "t
     return run
 
 
-def evaluation(fn, name: str, profile: str | Profile = "tiny", **kwargs) -> dict:
-    """The result of an evaluation protocol ``fn(profile=..., **kwargs, out=...)``, computed once per
-    configuration: the protocol, the whole resolved profile and every argument, defaults filled in. ``name`` only
-    labels the directory: a chapter that asks for an evaluation another chapter ran under another name (chapter 6's
-    base encoder is chapter 4's SwAV) gets that one."""
+def evaluation(fn, name: str, profile: str | Profile = "tiny", **kwargs) -> results.Evaluation | results.CrossValidation:
+    """The result of an evaluation protocol ``fn(profile=..., **kwargs, out=...)`` (a record of
+    :mod:`mammossl_core.results` whose ``out`` is its directory), computed once per configuration: the protocol,
+    the whole resolved profile and every argument, defaults filled in. ``name`` only labels the directory: a chapter
+    that asks for an evaluation another chapter ran under another name (chapter 6's base encoder is chapter 4's
+    SwAV) gets that one."""
     prof = resolve(profile)
     bound = inspect.signature(fn).bind_partial(profile=prof, **kwargs)
     bound.apply_defaults()
     config = {k: v for k, v in bound.arguments.items() if k not in ("out", "profile")}
     k = key(fn=fn.__name__, profile=prof, **config)
-    result = "cv_result.json" if fn.__name__ == "cross_validate" else "result.json"
     root = cache_root() / "eval"
     for done in sorted(root.glob(f"*-{k}")):
-        if (done / result).is_file():
-            return {**json.loads((done / result).read_text()), "out": str(done)}
-    out = root / f"{name}-{k}"
-    return {**fn(out=out, profile=prof, **kwargs), "out": str(out)}
+        if results.CrossValidation.exists(done) or results.Evaluation.exists(done):
+            return results.load(done)
+    return fn(out=root / f"{name}-{k}", profile=prof, **kwargs)
 
 
 __all__ = ["key", "synthetic_dataset", "dataset", "pretrained", "evaluation", "cache_root", "write_json"]

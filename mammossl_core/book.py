@@ -19,11 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
-from . import claims, source_digest
+from . import source_digest
 from .chapter import dataset_label
 from .config import resolve
+from .pages import write_claims_page, write_seeds_page
 
 
 def _repo() -> Path:
@@ -78,7 +77,7 @@ class SharedKernel:
     """One Python kernel for the chapters of a run. :meth:`fresh` hands papermill the kernel with its namespace
     cleared (IPython's ``%reset -f``): a chapter sees none of the previous chapter's variables, only the modules
     already imported, so the ~5 s of imports (torch, torchvision and lightly) and the ~1 s kernel start that every
-    chapter paid are paid once (``python -m mammossl_core.bench kernel``). Chapters seed every random draw
+    chapter paid are paid once (``python benchmarks/cpu.py kernel``). Chapters seed every random draw
     themselves (the package's protocols take a ``seed``), so their numbers do not depend on what ran before them
     in the kernel (a whole book executed both ways writes byte-identical predictions). A
     chapter that kills the kernel ends the run (:class:`NotebookError`); a kernel found dead, or whose reset fails,
@@ -175,7 +174,9 @@ def _run(src_dir: Path, out_dir: Path, failed_dir: Path, params: dict, profile: 
         t = time.perf_counter()
         print(f"[book] running {src.name} ({profile})", flush=True)
         try:
-            pm.execute_notebook(str(src), str(tmp), parameters=params, kernel_name="python3", cwd=str(repo),
+            # the chapter's name is its file's stem, whatever its parameters cell says
+            pm.execute_notebook(str(src), str(tmp), parameters={**params, "chapter": src.stem}, kernel_name="python3",
+                                cwd=str(repo),
                                 progress_bar=False, log_output=False, km=kernel.fresh())
         except pm.PapermillExecutionError as e:
             failed_dir.mkdir(parents=True, exist_ok=True)
@@ -226,73 +227,6 @@ def run_seeds(profile: str = "tiny", params: dict | None = None, seeds: list[int
                                  out_dir=chapters / "seeds" / f"seed_{s}")
     write_seeds_page(chapters, profile, dataset_label((params or {}).get("data_dir"), "CBIS-DDSM"))
     return records
-
-
-def seed_findings(chapters_dir: Path, profile: str) -> pd.DataFrame:
-    """One row per finding of the seed chapters (each claim: verdict and paired difference [95% CI]; chapter 4's
-    MIP attention enrichment), one column per dataset seed run (the book's own results first)."""
-    prof = resolve(profile)
-    runs = {"0 (the book)": (0, chapters_dir / "results")}
-    for d in sorted((chapters_dir / "seeds").glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
-        runs[d.name.split("_")[1]] = (int(d.name.split("_")[1]), d / "results")
-    rows: dict[tuple[str, str], dict[str, str]] = {}
-    for label, (seed, res) in runs.items():
-        if not res.is_dir():
-            continue
-        for c in claims.load(res):
-            if c.chapter[:2] in prof.book.seed_chapters:  # bootstrapped with the run's seed, as its chapter did
-                try:
-                    e = claims.evidence(c, prof.eval.bootstrap, seed)
-                except FileNotFoundError:  # a seed run of an earlier cache: say so instead of failing the book
-                    rows.setdefault((c.chapter, c.statement), {})[label] = "predictions gone: run the seeds again"
-                    continue
-                rows.setdefault((c.chapter, c.statement), {})[label] = (
-                    f"{e['verdict']}: {e['metric_a']:.3f} vs {e['metric_b']:.3f}, "
-                    f"{e['diff']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]")
-        loc = res / "04_whole_image" / "localisation.csv"
-        if loc.is_file():
-            for r in pd.read_csv(loc).itertuples():
-                rows.setdefault(("04_whole_image", f"MIP attention enrichment on malignant lesions: {r.model}"),
-                                {})[label] = f"{r.enrichment:.2f}"
-    return pd.DataFrame([{"chapter": k[0], "finding": k[1], **{f"seed {lab}": v.get(lab, "not run") for lab in runs}}
-                         for k, v in rows.items()])
-
-
-def write_seeds_page(chapters_dir: Path, profile: str, dataset: str) -> Path:
-    """The book's page of the seed chapters' findings at every dataset seed that was run (:func:`seed_findings`)."""
-    prof = resolve(profile)
-    df = seed_findings(chapters_dir, profile)
-    seeds = " ".join(str(s) for s in prof.book.other_seeds)
-    lines = ["# Across dataset seeds", "",
-             f"A finding of one synthetic dataset may be luck. The dataset seed draws a new set of patients, lesions "
-             f"and splits, and seeds pretraining and evaluation; chapters {', '.join(prof.book.seed_chapters)} are "
-             f"re-executed at other seeds by `mammossl book seeds --profile {profile}` (seeds {seeds}). Each cell is "
-             f"the verdict, model *a* vs model *b*, and the paired difference with its 95% interval over test "
-             f"patients, recomputed from that run's saved predictions when this page was written. Profile: "
-             f"**{profile}**; data: **{dataset}** (synthetic at every seed unless a data folder was given).", ""]
-    if len(df) and len(df.columns) > 3:
-        lines += [df.to_markdown(index=False), ""]
-    elif len(df):
-        lines += [f"Only the book's own seed was run for this build; run `mammossl book seeds --profile {profile}` "
-                  f"to add seeds {seeds}.", "", df.to_markdown(index=False), ""]
-    else:
-        lines += ["No chapter of this build recorded a finding for this page.", ""]
-    page = chapters_dir / "seeds.md"
-    page.write_text("\n".join(lines))
-    return page
-
-
-def write_claims_page(results_dir: Path, page: Path, profile: str, dataset: str, seed: int = 0) -> Path:
-    """The book's page of every chapter's claim checks, recomputed from the saved predictions
-    (:func:`mammossl_core.claims.table`) with the bootstrap seed the chapters used."""
-    from .numerics import fingerprint
-
-    prof = resolve(profile)
-    df = claims.table(claims.load(results_dir), prof.eval.bootstrap, seed)
-    fp = fingerprint()
-    machine = f"{fp['cpu']}, {fp['threads']} threads, numerics fingerprint `{fp['fingerprint']}`"
-    page.write_text(claims.markdown_page(df, profile, dataset, machine))
-    return page
 
 
 def build(book_dir: Path | None = None) -> Path:

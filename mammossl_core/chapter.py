@@ -3,7 +3,7 @@ profile, the device, the dataset (prepared or synthetic), the overrides of the p
 folder where the chapter saves its results; tables are shown without the pandas index, the dataset, profile and
 encoder named once in the caption.
 
->>> ch = setup("04_whole_image", profile="tiny")   # doctest: +SKIP
+>>> ch = from_parameters(globals())               # doctest: +SKIP (a notebook's set-up cell)
 >>> ch.show(table, "whole-image test AUC")          # doctest: +SKIP
 """
 from __future__ import annotations
@@ -24,7 +24,20 @@ from IPython.display import display
 from . import artefacts, claims
 from .config import EvalConfig, Profile, resolve
 from .evaldata import lesion_detector_ceiling
+from .evaluate import cross_validate
 from .io import cache_root, write_json
+from .results import CrossValidation, Evaluation
+
+
+#: the saved tables that pages and tests outside their chapter read: (chapter, name)
+LINEAR_EVALUATION = ("04_whole_image", "linear_evaluation")
+LOCALISATION = ("04_whole_image", "localisation")
+LABEL_FRACTIONS = ("05_finetuning", "label_fractions")
+
+
+def result_path(results_dir, chapter: str, name: str, suffix: str = "csv") -> Path:
+    """Where :meth:`Chapter.save` writes the result ``name`` of ``chapter`` under ``results_dir``."""
+    return Path(results_dir) / chapter / f"{name}.{suffix}"
 
 
 def dataset_label(data_dir, dataset: str, domain: str = "ddsm") -> str:
@@ -46,10 +59,10 @@ class Chapter:
     data: Path
     source: str
     out_dir: Path
-    #: pretraining overrides shared by every run of the chapter (the smoke test's caps)
-    pre: dict
-    #: evaluation overrides shared by every protocol of the chapter (the smoke test's caps)
-    ev_over: dict
+    #: pretraining overrides shared by every run of the chapter (the seed; the smoke test's step and batch caps)
+    pretrain_overrides: dict
+    #: evaluation overrides shared by every protocol of the chapter (the smoke test's epoch cap)
+    eval_overrides: dict
     cmmd_dir: str | None = None
     #: pretraining processes, one per GPU (None: every visible GPU; 1 on a CPU)
     gpus: int | None = None
@@ -60,18 +73,31 @@ class Chapter:
 
     def pretrained(self, method: str, data=None, profile: Profile | None = None, **overrides) -> Path:
         """:func:`mammossl_core.artefacts.pretrained` on the chapter's device and GPUs with its overrides
-        (``pre``): the run directory. A run whose global batch shrank to fit the GPUs is named in the captions."""
+        (:attr:`pretrain_overrides`): the run directory. A run whose global batch shrank to fit the GPUs is named in
+        the captions."""
         run = artefacts.pretrained(method, data if data is not None else self.data, profile or self.prof,
-                                   device=self.device, gpus=self.gpus, **{**overrides, **self.pre})
+                                   device=self.device, gpus=self.gpus, **{**overrides, **self.pretrain_overrides})
         cfg = json.loads((run / "config.json").read_text())
         if cfg.get("batch_reduced_from"):
             self._shrunk[method] = cfg
         return run
 
+    def evaluation(self, fn, name: str, data=None, **kwargs) -> Evaluation:
+        """The evaluation protocol ``fn`` (:mod:`~mammossl_core.evaluate`, :mod:`~mammossl_core.patch_eval`) on the
+        chapter's data (or ``data``), profile, seed and device with its :attr:`eval_overrides`, computed once
+        (:func:`mammossl_core.artefacts.evaluation`; ``name`` labels its directory)."""
+        return artefacts.evaluation(fn, name, data=self.data if data is None else data, profile=self.prof,
+                                    seed=self.seed, device=self.device, **{**self.eval_overrides, **kwargs})
+
+    def cross_validation(self, protocol, name: str, data, folds: int, **kwargs) -> CrossValidation:
+        """:func:`~mammossl_core.evaluate.cross_validate` of ``protocol`` over the first ``folds`` folds of
+        ``data``, as :meth:`evaluation`."""
+        return self.evaluation(cross_validate, f"cv-{name}-{folds}", data, protocol=protocol, k=folds, **kwargs)
+
     @property
     def eval(self) -> EvalConfig:
         """The evaluation settings in effect: the profile's, with the chapter's overrides (``epochs``)."""
-        return dataclasses.replace(self.prof.eval, **self.ev_over)
+        return dataclasses.replace(self.prof.eval, **self.eval_overrides)
 
     @property
     def ceiling(self) -> float:
@@ -103,12 +129,12 @@ class Chapter:
         styler = table.style.hide(axis="index").format(precision=digits, na_rep="")
         display(styler.set_caption(self.caption(what, encoder, ceiling)))
 
-    def claim(self, statement: str, paper: str, a: str, a_run: dict, b: str, b_run: dict, kind: str = "better",
-              margin: float = 0.0, metric: str = "auc") -> dict:
-        """Record a claim of the paper with the runs that test it (result dicts of :mod:`~mammossl_core.artefacts`,
-        whose ``out`` holds ``predictions.csv``, or ``fold*/predictions.csv`` for cross-validation) and return
-        this run's evidence (:func:`mammossl_core.claims.evidence`)."""
-        c = claims.Claim(self.name, statement, paper, a, _predictions(a_run), b, _predictions(b_run), kind, margin,
+    def claim(self, statement: str, paper: str, a: str, a_run: Evaluation | CrossValidation, b: str,
+              b_run: Evaluation | CrossValidation, kind: str = "better", margin: float = 0.0,
+              metric: str = "auc") -> claims.Evidence:
+        """Record a claim of the paper with the saved runs that test it (their predictions; every fold's for a
+        cross-validation) and return this run's evidence (:func:`mammossl_core.claims.evidence`)."""
+        c = claims.Claim(self.name, statement, paper, a, a_run.predictions, b, b_run.predictions, kind, margin,
                          metric)
         claims.record(self.out_dir, c)
         return claims.evidence(c, self.prof.eval.bootstrap, self.seed)
@@ -123,13 +149,12 @@ class Chapter:
 
     def save(self, name: str, obj: dict | pd.DataFrame) -> Path:
         """Write a result of this chapter to ``out_dir/<chapter>/<name>.json`` (or ``.csv`` for a table)."""
-        d = self.out_dir / self.name
         if isinstance(obj, pd.DataFrame):
-            path = d / f"{name}.csv"
-            d.mkdir(parents=True, exist_ok=True)
+            path = result_path(self.out_dir, self.name, name, "csv")
+            path.parent.mkdir(parents=True, exist_ok=True)
             obj.to_csv(path, index=False)
         else:
-            path = d / f"{name}.json"
+            path = result_path(self.out_dir, self.name, name, "json")
             write_json(path, {"chapter": self.name, "profile": self.profile, "dataset": self.source, **obj})
         return path
 
@@ -137,12 +162,19 @@ class Chapter:
         print(f"wall time: {time.perf_counter() - self.t0:.0f} s")
 
 
-def _predictions(run: dict) -> list[str]:
-    out = Path(run["out"])
-    files = [out / "predictions.csv"] if (out / "predictions.csv").is_file() else sorted(out.glob("fold*/predictions.csv"))
-    if not files:
-        raise FileNotFoundError(f"{out}: no predictions.csv")
-    return [str(f) for f in files]
+#: the papermill parameters that every chapter's ``parameters`` cell defines (chapters add their own grids)
+PARAMETERS = ("chapter", "profile", "dataset", "data_dir", "cmmd_dir", "device", "gpus", "seed", "out_dir",
+              "max_steps", "batch_size", "epochs")
+
+
+def from_parameters(namespace: dict) -> Chapter:
+    """A notebook's one set-up call, ``ch = from_parameters(globals())``: :func:`setup` with the :data:`PARAMETERS`
+    of the notebook's namespace. ``chapter`` is the notebook's name, which the book runner sets to the file's stem."""
+    missing = [k for k in PARAMETERS if k not in namespace]
+    if missing:
+        raise NameError(f"the notebook's parameters cell lacks {missing}")
+    values = {k: namespace[k] for k in PARAMETERS}
+    return setup(values.pop("chapter"), **values)
 
 
 def setup(name: str, profile: str = "tiny", dataset: str = "CBIS-DDSM", data_dir=None, cmmd_dir=None, device=None,
@@ -155,9 +187,9 @@ def setup(name: str, profile: str = "tiny", dataset: str = "CBIS-DDSM", data_dir
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     data = artefacts.dataset(data_dir, prof, "ddsm", seed=seed)
     pre = {k: v for k, v in {"max_steps": max_steps, "batch_size": batch_size, "seed": seed}.items() if v is not None}
-    ev_over = {"linear_epochs": epochs, "finetune_epochs": epochs, "supervised_epochs": epochs} if epochs else {}
+    evo = {"linear_epochs": epochs, "finetune_epochs": epochs, "supervised_epochs": epochs} if epochs else {}
     out = Path(out_dir) if out_dir else cache_root() / "results" / prof.name
-    ch = Chapter(name, prof.name, prof, device, seed, data, dataset_label(data_dir, dataset), out, pre, ev_over,
+    ch = Chapter(name, prof.name, prof, device, seed, data, dataset_label(data_dir, dataset), out, pre, evo,
                  cmmd_dir, gpus)
     print(f"profile {prof.name}, data: {ch.source}, device {device}")
     return ch

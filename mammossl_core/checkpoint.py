@@ -25,12 +25,19 @@ def save(path: str | os.PathLike, state: dict) -> None:
         torch.save({"format": FORMAT, **state}, tmp)
 
 
-def load(path: str | os.PathLike, method: str | None = None, encoder: str | None = None,
-         map_location="cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``; check its method and encoder if given."""
+def resolve_path(path: str | os.PathLike) -> Path:
+    """A run directory means its ``best.pt`` (``last.pt`` if there is no best yet); a file is itself."""
     path = Path(path)
     if path.is_dir():
-        path = path / "best.pt" if (path / "best.pt").is_file() else path / "last.pt"
+        return path / "best.pt" if (path / "best.pt").is_file() else path / "last.pt"
+    return path
+
+
+def load(path: str | os.PathLike, method: str | None = None, encoder: str | None = None,
+         map_location="cpu") -> dict:
+    """Load a checkpoint (or a run directory's, :func:`resolve_path`) with ``weights_only=True``; check its method
+    and encoder if given."""
+    path = resolve_path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:

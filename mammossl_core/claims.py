@@ -24,7 +24,8 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from .io import write_json
-from .metrics import paired_difference
+from .metrics import PairedDifference, paired_difference
+from .results import read_predictions
 
 VERDICTS = ("holds", "not shown at this size", "contradicted")
 METRICS = {"auc": roc_auc_score, "accuracy": accuracy_score}
@@ -48,13 +49,11 @@ class Claim:
 
 
 def _test_rows(paths: list[str]) -> pd.DataFrame:
-    """Test rows of one or more ``predictions.csv`` (several: the folds of a cross-validation), one per image."""
-    frames = [pd.read_csv(p, dtype={"image_id": str, "patient_id": str, "lesion_id": str}) for p in paths]
-    df = pd.concat([f[f.split == "test"] for f in frames], ignore_index=True)
+    """Test rows of one or more ``predictions.csv`` (several: the folds of a cross-validation), one per item."""
+    df = read_predictions(paths)
+    df = df[df.split == "test"].reset_index(drop=True)
     if df[_key(df)].duplicated().any():
         raise ValueError(f"{paths}: an item is in the test rows twice")
-    if "score" not in df.columns:  # annotated-patch predictions: class and predicted class
-        df = df.rename(columns={"cls": "label", "pred": "score"})
     return df
 
 
@@ -64,7 +63,21 @@ def _key(df: pd.DataFrame) -> list[str]:
     return ["image_id"] + (["lesion_id"] if "lesion_id" in df.columns else [])
 
 
-def evidence(claim: Claim, n_boot: int = 2000, seed: int = 0) -> dict:
+@dataclass(frozen=True)
+class Evidence:
+    """This run's evidence for a claim: both models' metric on the shared test items, their paired difference with
+    its interval, and the verdict."""
+
+    metric_a: float
+    metric_b: float
+    difference: PairedDifference
+    verdict: str
+
+    def __str__(self) -> str:
+        return f"{self.verdict}: {self.metric_a:.3f} vs {self.metric_b:.3f}, {self.difference}"
+
+
+def evidence(claim: Claim, n_boot: int = 2000, seed: int = 0) -> Evidence:
     """The paired difference ``metric(a) - metric(b)`` on the test images both runs scored, and the verdict."""
     for p in (*claim.a_predictions, *claim.b_predictions):
         if not Path(p).is_file():
@@ -80,9 +93,8 @@ def evidence(claim: Claim, n_boot: int = 2000, seed: int = 0) -> dict:
     groups = both.patient_id if "patient_id" in both.columns else both.image_id
     metric = METRICS[claim.metric]
     d = paired_difference(both.label, both.score_a, both.score_b, metric, n_boot=n_boot, seed=seed, groups=groups)
-    return {"metric_a": float(metric(both.label, both.score_a)), "metric_b": float(metric(both.label, both.score_b)),
-            "diff": d.diff, "low": d.low, "high": d.high, "p": d.p, "images": d.n, "patients": d.groups,
-            "verdict": verdict(d.low, d.high, claim.kind, claim.margin)}
+    return Evidence(float(metric(both.label, both.score_a)), float(metric(both.label, both.score_b)), d,
+                    verdict(d.low, d.high, claim.kind, claim.margin))
 
 
 def verdict(low: float, high: float, kind: str = "better", margin: float = 0.0) -> str:
@@ -121,9 +133,8 @@ def table(claims: list[Claim], n_boot: int = 2000, seed: int = 0) -> pd.DataFram
         rule = (f"{c.a} > {c.b}" + (f" by more than {c.margin:.2f}" if c.margin else "") if c.kind == "better"
                 else f"|{c.a} - {c.b}| < {c.margin:.2f}")
         rows.append({"chapter": c.chapter, "claim": c.statement, "paper": c.paper, "tested as": rule,
-                     "this run": f"{c.metric} {e['metric_a']:.3f} vs {e['metric_b']:.3f}",
-                     "difference [95% CI]": f"{e['diff']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]",
-                     "patients": e["patients"], "verdict": e["verdict"]})
+                     "this run": f"{c.metric} {e.metric_a:.3f} vs {e.metric_b:.3f}",
+                     "difference [95% CI]": str(e.difference), "patients": e.difference.groups, "verdict": e.verdict})
     return pd.DataFrame(rows)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -80,20 +81,9 @@ def _cuda() -> bool:
 
 
 def cmd_prepare(a: argparse.Namespace) -> int:
-    if a.dataset == "cbis-ddsm":
-        from .data.cbis_ddsm import prepare_cbis_ddsm
+    from .data.convert import converters
 
-        s = prepare_cbis_ddsm(a.dicom_root, a.csv_dir, a.out, a.profile, a.seed, a.workers)
-    elif a.dataset == "cmmd":
-        from .data.cmmd import prepare_cmmd
-
-        s = prepare_cmmd(a.dicom_root, a.clinical, a.out, a.profile, a.seed, a.keep_unlabeled, a.workers)
-    else:
-        from .data.folder import prepare_folder
-
-        s = prepare_folder(a.dicom_root, a.out, a.profile, a.labels, a.seed, a.workers, a.domain, a.raw,
-                           a.allow_processing, a.allow_multiframe)
-        print(s["split_note"])
+    s = converters()[a.dataset].run(a)
     print(json.dumps({k: s[k] for k in ("counts", "paper_counts", "written", "skipped", "failed") if k in s},
                      indent=2))
     if s["failed"]:
@@ -139,7 +129,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             res = E.cross_validate(fn, a.data, a.cv, out=a.out, **kw)
         else:
             res = fn(a.data, out=a.out, split=a.split, **kw)
-    print(json.dumps(res, indent=2, default=str))
+    print(json.dumps(dataclasses.asdict(res), indent=2, default=str))
     return 0
 
 
@@ -193,36 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(p)
     p.set_defaults(func=cmd_tiles)
 
-    p = sub.add_parser("prepare", help="convert a TCIA download (CBIS-DDSM or CMMD) into a prepared dataset")
+    from .data.convert import converters
+
+    p = sub.add_parser("prepare", help="convert a TCIA download (CBIS-DDSM or CMMD) or any DICOM folder into a "
+                       "prepared dataset")
     psub = p.add_subparsers(dest="dataset", required=True)
-    q = psub.add_parser("cbis-ddsm", help="CBIS-DDSM: four description CSVs + NBIA DICOM tree",
-                        description="Convert CBIS-DDSM (paper III.A): whole images resized to the profile's size as "
-                        "16-bit PNG, ROI masks, label 1 if any abnormality is MALIGNANT, patient-level 7:1:2 split.")
-    q.add_argument("--dicom-root", required=True, help="folder of the NBIA download (holds CBIS-DDSM/...)")
-    q.add_argument("--csv-dir", required=True, help="folder with the four *_case_description_*_set.csv files")
-    _add_prepare_common(q)
-    q = psub.add_parser("cmmd", help="CMMD: clinical xlsx + NBIA DICOM tree",
-                        description="Convert CMMD (paper III.B): images resized to the profile's size as 16-bit PNG, "
-                        "labels from the clinical table by patient and the image's laterality, 3:1:1 split, 5 folds.")
-    q.add_argument("--dicom-root", required=True, help="folder of the NBIA download (holds CMMD/D1-0001/...)")
-    q.add_argument("--clinical", required=True, help="CMMD_clinicaldata_revision.xlsx")
-    q.add_argument("--keep-unlabeled", action="store_true",
-                   help="keep images of breasts the table does not name, unlabelled, for SSL pretraining")
-    _add_prepare_common(q)
-    q = psub.add_parser("folder", help="any folder of mammography DICOMs (a hospital export); labels optional",
-                        description="Convert every mammography DICOM under --dicom-root (patient, laterality and view "
-                        "from the headers; modality and VOI LUTs applied, MONOCHROME1 inverted, 16 bits kept) into a "
-                        "prepared dataset. Without --labels (or with too few labelled patients to split) every image "
-                        "is 'unlabeled': pretraining and prediction only.")
-    q.add_argument("--dicom-root", required=True, help="folder holding the DICOM files (any depth)")
-    q.add_argument("--labels", default=None, help="CSV with patient_id, laterality (L/R), label (0/1) per breast")
-    q.add_argument("--domain", choices=["cmmd", "ddsm"], default="cmmd",
-                   help="image size of the profile to use: cmmd (digital, default) or ddsm (film)")
-    q.add_argument("--raw", action="store_true", help="keep the stored values (no modality/VOI LUT)")
-    q.add_argument("--allow-processing", action="store_true", help="also convert FOR PROCESSING images")
-    q.add_argument("--allow-multiframe", action="store_true",
-                   help="convert multi-frame files (tomosynthesis) by their central frame")
-    _add_prepare_common(q)
+    for c in converters().values():
+        q = psub.add_parser(c.name, help=c.help, description=c.description)
+        c.add_arguments(q)
+        _add_prepare_common(q)
 
     p = sub.add_parser("predict", help="score your own mammograms with a trained classifier; attention overlays",
                        description="Score DICOM files, 16-bit PNGs or a prepared dataset's images.csv with a trained "

@@ -1,9 +1,10 @@
 """Evaluation protocols on whole images (paper V.A-D, VI): linear evaluation, finetuning, the supervised
 baseline, training-label fractions, k-fold cross-validation and cross-dataset transfer.
 
-Every protocol is one call that writes ``result.json`` and the per-image predictions ``predictions.csv`` into its
-output directory, so that each number can be recomputed from the run directory; the trained classifier is saved
-beside them and comes back with :func:`mammossl_core.loading.classifier`.
+Every protocol is one call that returns an :class:`~mammossl_core.results.Evaluation` and saves it with the
+per-image predictions into its output directory (:mod:`mammossl_core.results`), so that each number can be
+recomputed from the run directory; the trained classifier is saved beside them and comes back with
+:func:`mammossl_core.loading.classifier`.
 
 Cross-dataset transfer needs nothing special: give a checkpoint pretrained on one prepared dataset and ``data``
 of another. The annotated-patch evaluation (Table 1) is :mod:`mammossl_core.patch_eval`.
@@ -24,9 +25,9 @@ from tqdm.auto import tqdm
 from .config import Profile, resolve
 from .evaldata import EvalData, label_fraction_subset, load_eval_data
 from .features import encoder_identity, grid_features, grid_statistics, reestimate_batchnorm
-from .io import write_csv, write_json
 from .loading import grid_encoder
 from .metrics import auc_ci
+from .results import CrossValidation, Evaluation
 from .whole_image import WholeImageClassifier, whole_image_augment
 
 
@@ -108,8 +109,9 @@ def _fit_bce(model, forward, ev: EvalData, train, val, params, lr, wd, epochs, b
 
 
 def _finish(out: Path | None, model, ev: EvalData, forward, batch: int, result: dict, history: list[dict],
-            prof: Profile, seed: int) -> dict:
-    """Score every image with the model in eval mode; write predictions, history and the result."""
+            prof: Profile, seed: int) -> Evaluation:
+    """Score every image with the model in eval mode; the evaluation (``result``: how the model was made), saved
+    with its predictions and history when ``out`` is given."""
     model.eval()
     rows = np.arange(len(ev.table))
     scores = _scores(forward, rows, batch)
@@ -117,15 +119,12 @@ def _finish(out: Path | None, model, ev: EvalData, forward, batch: int, result: 
     test = pred[pred.split == "test"]
     ci = auc_ci(test.label, test.score, groups=test.patient_id, n_boot=prof.eval.bootstrap, seed=seed)
     val = pred[pred.split == "val"]
-    result.update({"auc": ci.auc, "auc_low": ci.low, "auc_high": ci.high, "n_test": ci.n,
-                   "n_test_patients": int(test.patient_id.nunique()), "val_auc": _auc(val.label, val.score),
-                   "profile": prof.name, "dataset": str(ev.root), "seed": seed})
+    r = Evaluation(**result, auc=ci.auc, auc_low=ci.low, auc_high=ci.high, n_test=ci.n,
+                   n_test_patients=int(test.patient_id.nunique()), val_auc=_auc(val.label, val.score),
+                   profile=prof.name, dataset=str(ev.root), seed=seed)
     if out is not None:
-        out = Path(out)
-        write_csv(out / "predictions.csv", pred)
-        write_csv(out / "history.csv", pd.DataFrame(history))
-        write_json(out / "result.json", result)
-    return result
+        r.save(out, pred, pd.DataFrame(history))
+    return r
 
 
 def _save(model: WholeImageClassifier, path: Path, with_trunk: bool) -> None:
@@ -173,12 +172,12 @@ def _linear_stage(data, checkpoint, pooling, prof: Profile, split, label_fractio
 
 def linear_eval(data, checkpoint=None, pooling: str = "gap", profile: str | Profile | None = None, out=None,
                 encoder: str | None = None, split: str = "split", label_fraction: float = 1.0, seed: int = 0,
-                device: str = "cpu", cache_dir=None, bn: str | None = None, **overrides) -> dict:
+                device: str = "cpu", cache_dir=None, bn: str | None = None, **overrides) -> Evaluation:
     """Linear evaluation on whole images (paper V.A-B): frozen encoder, a pooling head and a linear layer trained
     with Adam (lr 1e-4, weight decay 1e-3, batch 32, 100 epochs at the paper profile). MIP's attention layers are
     trained with the linear layer. Without a checkpoint the encoder is randomly initialised from ``seed``;
     ``bn="tiles"`` re-estimates its batch-norm statistics on training tiles first (the fair random baseline).
-    Returns the result dict (test AUC with its patient-bootstrap interval, ...)."""
+    Returns the :class:`~mammossl_core.results.Evaluation` (test AUC with its patient-bootstrap interval, ...)."""
     prof = resolve(profile, eval=overrides)
     model, ev, forward, _, history, result = _linear_stage(data, checkpoint, pooling, prof, split, label_fraction,
                                                            seed, device, cache_dir, encoder, bn)
@@ -199,7 +198,7 @@ def _full_forward(model, ev, device, augment: bool):
 
 def finetune(data, checkpoint, pooling: str = "gap", profile: str | Profile | None = None, out=None,
              split: str = "split", label_fraction: float = 1.0, seed: int = 0, device: str = "cpu", cache_dir=None,
-             **overrides) -> dict:
+             **overrides) -> Evaluation:
     """Finetuning in two stages (paper V.C): the linear evaluation above (no augmentation), then the whole model
     unfrozen (50 epochs at lr 1e-5, weight decay 0.01 at the paper profile) with zoom, flips, rotation and
     brightness augmentation.
@@ -229,7 +228,7 @@ def finetune(data, checkpoint, pooling: str = "gap", profile: str | Profile | No
 
 def supervised(data, encoder: str | None = None, pooling: str = "gap", profile: str | Profile | None = None, out=None,
                split: str = "split", label_fraction: float = 1.0, seed: int = 0, device: str = "cpu",
-               **overrides) -> dict:
+               **overrides) -> Evaluation:
     """The supervised baseline (paper V.C): the same classifier trained from random initialisation (200 epochs at
     lr 1e-4 without weight decay at the paper profile), with the finetuning augmentations; batch norm trains."""
     prof = resolve(profile, eval=overrides)
@@ -251,7 +250,8 @@ def supervised(data, encoder: str | None = None, pooling: str = "gap", profile: 
     return res
 
 
-def cross_validate(protocol, data, k: int = 5, out=None, checkpoints: list | None = None, **kwargs) -> dict:
+def cross_validate(protocol, data, k: int = 5, out=None, checkpoints: list | None = None,
+                   **kwargs) -> CrossValidation:
     """Run ``protocol`` (a function above) on each of the ``k`` folds of ``folds.csv`` (paper VI, Table 5):
     mean test AUC and its standard error over folds. ``checkpoints`` gives fold ``i`` its own encoder (pretrained on
     that fold's training images), so no fold's test images were seen in pretraining."""
@@ -259,9 +259,6 @@ def cross_validate(protocol, data, k: int = 5, out=None, checkpoints: list | Non
     for i in range(k):
         fold_out = None if out is None else Path(out) / f"fold{i}"
         extra = {} if checkpoints is None else {"checkpoint": checkpoints[i]}
-        aucs.append(protocol(data, split=f"fold{i}", out=fold_out, **extra, **kwargs)["auc"])
-    res = {"folds": k, "aucs": aucs, "mean_auc": float(np.mean(aucs)),
-           "se_auc": float(np.std(aucs, ddof=1) / np.sqrt(k)) if k > 1 else float("nan")}
-    if out is not None:
-        write_json(Path(out) / "cv_result.json", res)
-    return res
+        aucs.append(protocol(data, split=f"fold{i}", out=fold_out, **extra, **kwargs).auc)
+    res = CrossValidation.of(aucs)
+    return res.save(out) if out is not None else res

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -21,24 +20,21 @@ from torch import nn
 from . import checkpoint as ck
 from .config import DEFAULT_PROFILE, pretrain_config
 from .encoders import build_trunk
+from .results import Evaluation
 from .ssl import SSLMethod, build_method
 from .whole_image import WholeImageClassifier
 
 PathLike = str | os.PathLike
 
 
-def checkpoint_path(path: PathLike) -> Path:
-    """A run directory means its ``best.pt`` (``last.pt`` if there is no best yet); a file is itself."""
-    path = Path(path)
-    if path.is_dir():
-        return path / "best.pt" if (path / "best.pt").is_file() else path / "last.pt"
-    return path
+#: a run directory means its ``best.pt`` (``last.pt`` if there is no best yet); a file is itself
+checkpoint_path = ck.resolve_path
 
 
 def load_method(checkpoint: PathLike, method: str | None = None, device="cpu") -> tuple[SSLMethod, dict]:
     """The pretrained SSL method of ``checkpoint`` in eval mode, and the checkpoint's metadata (method, encoder,
     profile, step, config)."""
-    state = ck.load(checkpoint_path(checkpoint), method=method)
+    state = ck.load(checkpoint, method=method)
     model = build_method(state["method"], pretrain_config(state["config"]))
     model.load_state_dict(state["model"])
     meta = {k: v for k, v in state.items() if k not in ("model", "optimizer")}
@@ -50,7 +46,7 @@ def profile_of(checkpoint: PathLike | None) -> str:
     no checkpoint)."""
     if checkpoint is None:
         return DEFAULT_PROFILE
-    return ck.load(checkpoint_path(checkpoint)).get("profile", DEFAULT_PROFILE)
+    return ck.load(checkpoint).get("profile", DEFAULT_PROFILE)
 
 
 def patch_encoder(checkpoint: PathLike, device="cpu") -> nn.Module:
@@ -83,14 +79,9 @@ def classifier(eval_dir: PathLike, device="cpu") -> WholeImageClassifier:
     in eval mode: finetuned and supervised models from ``model.pt`` (every weight); a linear evaluation from its
     encoder (checkpoint, or the seeded random encoder with its re-estimated statistics) and ``head.pt``."""
     eval_dir = Path(eval_dir)
-    result_path = eval_dir / "result.json"
-    if not result_path.is_file():
-        raise FileNotFoundError(f"{result_path}: not an evaluation directory (no result.json)")
-    saved = json.loads(result_path.read_text())
-    ckpt = saved.get("checkpoint")
-    ckpt = None if ckpt in (None, "None") else ckpt
-    trunk, m, _ = grid_encoder(ckpt, saved.get("encoder"), saved.get("seed", 0))
-    model = WholeImageClassifier(trunk, m, saved["pooling"], saved.get("mip_hidden", 512))
+    saved = Evaluation.load(eval_dir)
+    trunk, m, _ = grid_encoder(saved.checkpoint, saved.encoder, saved.seed)
+    model = WholeImageClassifier(trunk, m, saved.pooling, saved.mip_hidden)
     weights = eval_dir / ("model.pt" if (eval_dir / "model.pt").is_file() else "head.pt")
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True),
                           strict=weights.name == "model.pt")

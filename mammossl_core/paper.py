@@ -22,8 +22,3 @@ TABLE5 = {("DDSM", "gap"): ((0.702, 0.005), (0.734, 0.006)), ("DDSM", "mip"): ((
           ("Supervised", "gap"): ((0.706, 0.013), None)}
 #: section V.E and Supp. Fig. 4: SwAV's prototypes on CBIS-DDSM, and those assigned nearly only background patches
 PROTOTYPES = {"prototypes": 20, "background_only": (3, 10, 12, 16, 17)}
-
-
-def fmt_ci(result: dict) -> str:
-    """``0.734 [0.690, 0.780]`` from a result dict with ``auc``, ``auc_low``, ``auc_high``."""
-    return f"{result['auc']:.3f} [{result['auc_low']:.3f}, {result['auc_high']:.3f}]"

@@ -3,7 +3,6 @@ embeddings, standardised with training statistics, and a 5-class linear layer fi
 whole-image protocols (:func:`mammossl_core.evaluate.fit`)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,7 @@ from .config import Profile, resolve
 from .data.layout import PreparedDataset
 from .data.patches import CLASSES, AnnotatedPatches
 from .evaluate import fit
-from .io import write_csv, write_json
+from .results import Evaluation
 from .loading import patch_encoder
 from .metrics import accuracy
 
@@ -32,7 +31,7 @@ def patch_embeddings(data, checkpoint, patch: int, device="cpu", batch: int = 25
 
 
 def patch_linear_eval(data, checkpoint, profile: str | Profile | None = None, out=None, seed: int = 0, device="cpu",
-                      **overrides) -> dict:
+                      **overrides) -> Evaluation:
     """5-class accuracy of a linear layer on frozen embeddings (Adam lr 1e-3, weight decay 0.01); the epoch with
     the best validation accuracy is kept."""
     prof = resolve(profile, eval=overrides)
@@ -54,13 +53,12 @@ def patch_linear_eval(data, checkpoint, profile: str | Profile | None = None, ou
                   e.patch_linear_lr, e.patch_linear_weight_decay, e.linear_epochs, e.batch_size, seed, "patches")
     with torch.no_grad():
         pred = head(x).argmax(1).numpy()
-    result = {"protocol": "patches", "checkpoint": str(checkpoint), "accuracy": accuracy(y.numpy()[te], pred[te]),
-              "val_accuracy": max(h["val"] for h in history) if history else float("nan"), "n_test": int(len(te)),
-              "profile": prof.name, "seed": seed}
+    result = Evaluation("patches", profile=prof.name, dataset=str(data), seed=seed, checkpoint=str(checkpoint),
+                        accuracy=accuracy(y.numpy()[te], pred[te]), n_test=int(len(te)),
+                        val_accuracy=max(h["val"] for h in history) if history else float("nan"))
     if out is not None:
         patients = PreparedDataset(data).images.set_index("image_id").patient_id
-        write_csv(Path(out) / "predictions.csv", table.assign(pred=pred, patient_id=table.image_id.map(patients)))
-        write_csv(Path(out) / "history.csv",
-                  pd.DataFrame([{"epoch": h["epoch"], "val_accuracy": h["val"]} for h in history]))
-        write_json(Path(out) / "result.json", result)
+        # the predictions schema of every protocol: the true class as label, the predicted class as score
+        pred_table = table.rename(columns={"cls": "label"}).assign(score=pred, patient_id=table.image_id.map(patients))
+        result.save(out, pred_table, pd.DataFrame([{"epoch": h["epoch"], "val_accuracy": h["val"]} for h in history]))
     return result

@@ -38,6 +38,7 @@ from .data.tiles import breast_mask
 from .io import atomic_path, write_csv, write_json
 from .loading import classifier
 from .pooling import pooling_class
+from .results import Evaluation
 from .whole_image import grid_mask
 
 #: how the views of one breast are combined into the breast's score
@@ -96,15 +97,15 @@ def _load(item: Item, raw: bool) -> np.ndarray:
     return d.pixels
 
 
-def model_image_size(model_dir: Path, saved: dict) -> tuple[int, int]:
+def model_image_size(saved: Evaluation) -> tuple[int, int]:
     """The (height, width) the classifier was trained at: its dataset's image size where that dataset is at hand,
     else the size of its profile (film)."""
-    meta = Path(str(saved.get("dataset", ""))) / "dataset.json"
-    if meta.is_file():
+    meta = Path(saved.dataset) / "dataset.json"
+    if saved.dataset and meta.is_file():
         size = json.loads(meta.read_text()).get("image_size")
         if size:
             return int(size[0]), int(size[1])
-    return image_size(resolve(saved.get("profile")), "ddsm")
+    return image_size(resolve(saved.profile or None), "ddsm")
 
 
 def _overlay(path: Path, img: np.ndarray, att: np.ndarray, flipped: bool, title: str) -> None:
@@ -161,15 +162,14 @@ def predict(model_dir: str | os.PathLike, source: str | os.PathLike, out: str | 
             batch_size: int = 8, raw: bool = False, progress: bool = True) -> dict:
     """Score the images of ``source`` with the classifier in ``model_dir``; see the module docstring."""
     model_dir, source, out = Path(model_dir), Path(source), Path(out)
-    saved_path = model_dir / "result.json"
-    if not saved_path.is_file():
-        raise DataError(f"{model_dir}: not a trained classifier (no result.json); give the --out folder of "
+    if not Evaluation.exists(model_dir) or Evaluation.load(model_dir).pooling is None:
+        raise DataError(f"{model_dir}: not a trained classifier of whole images; give the --out folder of "
                         "`mammossl evaluate linear|finetune|supervised`, not a pretraining run")
-    saved = json.loads(saved_path.read_text())
+    saved = Evaluation.load(model_dir)
     model = classifier(model_dir, device=device)
-    size = model_image_size(model_dir, saved)
+    size = model_image_size(saved)
     items, _ = _items(source)
-    attends = pooling_class(saved["pooling"]).attends
+    attends = pooling_class(saved.pooling).attends
     records, failures = [], []
     bar = tqdm(total=len(items), desc="predict", unit="image", disable=not progress)
     for s in range(0, len(items), batch_size):
@@ -208,8 +208,8 @@ def predict(model_dir: str | os.PathLike, source: str | os.PathLike, out: str | 
     known = df[df.laterality.isin(["L", "R"]) & (df.patient_id != "")]
     breasts = (known.groupby(["patient_id", "laterality"])
                .agg(score=("score", "mean"), views=("image_id", "count")).reset_index())
-    run = {"model": str(model_dir), "protocol": saved.get("protocol", ""), "pooling": saved["pooling"],
-           "profile": saved.get("profile"), "dataset": saved.get("dataset"), "input": str(source),
+    run = {"model": str(model_dir), "protocol": saved.protocol, "pooling": saved.pooling,
+           "profile": saved.profile, "dataset": saved.dataset, "input": str(source),
            "image_size": list(size), "breast_rule": BREAST_RULE, "device": str(device), "raw_dicom": raw,
            "scored": int(len(df)), "failed": int(len(failures))}
     out.mkdir(parents=True, exist_ok=True)

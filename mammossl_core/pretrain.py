@@ -31,7 +31,6 @@ One code path for a CPU process, one GPU, or many GPUs on many machines::
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
@@ -43,61 +42,24 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightly.utils.scheduler import cosine_warmup_schedule
 from tqdm.auto import tqdm
 
-from torch.utils.tensorboard import SummaryWriter
-
 from . import checkpoint, distributed as D
 from .augment import MammoAugment
-from .config import PROFILES, PretrainConfig, Profile, from_dict, resolve
-from .data.layout import PreparedDataset
-from .data.patches import AnnotatedPatches
-from .data.tiles import ImageStore, TileDataset
+from .config import PROFILES, PretrainConfig, Profile, from_dict, replace, resolve
 from .encoders import ENCODERS
 from .io import write_json
 from .loading import profile_of
+from .pretrain_data import GlobalBatches, build_dataset, clean_batches, loader
+from .runlog import NonFiniteLossError, RunLog
 from .ssl import METHODS, Schedule, SSLMethod, build_method
 
-LOG_FIELDS = ["step", "epoch", "loss", "val_loss", "lr", "images_per_s", "time"]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
-
+__all__ = ["pretrain", "method_config", "fitting_batch", "drop_resume_state", "weight_change", "NonFiniteLossError",
+           "main"]
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 1009 + rank) % (2**63 - 1)
-
-
-class _Images(torch.utils.data.Dataset):
-    """Whole images of the store for ViT-MAE, resized to a square, batched by index lists."""
-
-    def __init__(self, store: ImageStore, image_ids: list[str], size: int):
-        self.store, self.size = store, size
-        self.pos = np.nonzero(np.isin(np.asarray(store.image_ids), image_ids))[0]
-
-    def __len__(self):
-        return len(self.pos)
-
-    def __getitem__(self, idx):
-        x = torch.from_numpy(np.asarray(self.store.images[self.pos[np.atleast_1d(idx)]], dtype=np.float32) / 65535.0)
-        return F.interpolate(x.unsqueeze(1), size=(self.size, self.size), mode="bilinear", antialias=True)
-
-
-class _Patches(torch.utils.data.Dataset):
-    """Annotated patches of one split, batched by index lists (labels unused in pretraining)."""
-
-    def __init__(self, data_dir, patch: int, split: str):
-        self.ap = AnnotatedPatches(data_dir, patch, split)
-
-    def __len__(self):
-        return len(self.ap)
-
-    def __getitem__(self, idx):
-        return torch.from_numpy(np.asarray(self.ap.arr[self.ap.pos[np.atleast_1d(idx)]], dtype=np.float32) / 65535.0
-                                ).unsqueeze(1)
 
 
 def method_config(method: str, prof: Profile, overrides: dict) -> PretrainConfig:
@@ -121,130 +83,24 @@ def method_config(method: str, prof: Profile, overrides: dict) -> PretrainConfig
         changes.update(epochs=cfg.annotated_epochs, batch_size=cfg.annotated_batch_size, lr=cfg.annotated_lr,
                        lr_reference_batch=cfg.annotated_batch_size)
     changes.update(METHODS[method].config_changes(cfg, prof))
-    changes = {k: v for k, v in changes.items() if k not in overrides}
-    return dataclasses.replace(cfg, **changes)
+    return replace(cfg, _not_overridden(changes, overrides), "pretrain")
 
 
-def build_dataset(prof: Profile, cfg: PretrainConfig, data_dir, method: type[SSLMethod], split: str):
-    """The unlabeled training (or validation) set of a method: tiled patches, annotated patches or whole images,
-    read from the dataset's data products (built by ``mammossl tiles``; opened read-only)."""
-    ds = PreparedDataset(data_dir)
-    ids = list(ds.split(split, cfg.split).image_id)
-    if split == "train":  # unlabelled images (split "unlabeled") are pretraining data too
-        ids += list(ds.split("unlabeled").image_id)
-    if method.whole_images and cfg.source == "tiles":
-        return _Images(ImageStore(data_dir), ids, cfg.mae_image_size)
-    if cfg.source == "annotated":
-        return _Patches(data_dir, prof.data.annotated_patch, split)
-    return TileDataset(ImageStore(data_dir), prof.data.tile_size, prof.data.tile_overlap, prof.data.max_background,
-                       ids)
-
-
-class _GlobalBatches(torch.utils.data.Sampler):
-    """Index lists of this process's slice of each global batch of one epoch, from batch ``start`` on."""
-
-    def __init__(self, n: int, global_batch: int, seed: int, epoch: int, start: int, shuffle: bool = True):
-        self.n, self.gb, self.start = n, global_batch, start
-        g = torch.Generator().manual_seed(seed * 7919 + epoch)
-        self.perm = torch.randperm(n, generator=g).numpy() if shuffle else np.arange(n)
-        self.local = global_batch // D.world_size()
-        self.rank = D.rank()
-
-    def __len__(self):
-        return self.n // self.gb - self.start
-
-    def __iter__(self):
-        for k in range(self.start, self.n // self.gb):
-            lo = k * self.gb + self.rank * self.local
-            yield self.perm[lo : lo + self.local].tolist()
-
-
-def _loader(ds, global_batch, seed, epoch, start, num_workers, pin, shuffle=True):
-    sampler = _GlobalBatches(len(ds), global_batch, seed, epoch, start, shuffle)
-    return torch.utils.data.DataLoader(ds, sampler=sampler, batch_size=None, num_workers=num_workers,
-                                       pin_memory=pin, persistent_workers=False)
-
-
-class RunLog:
-    """``log.csv`` and TensorBoard events of a run (main process only), and the losses of the steps since the
-    last :meth:`flush`: checked and written every ``log_every`` steps, so the device syncs once per flush."""
-
-    def __init__(self, out: Path, method: str, step: int, resume: bool):
-        self.path, self.method, self.out = out / "log.csv", method, out
-        self.main = D.is_main()
-        self.pending: list[tuple] = []
-        self.last_loss = float("nan")
-        if self.main and resume:
-            self._truncate(step)
-        elif self.main and self.path.exists():
-            self.path.unlink()
-        self.writer = SummaryWriter(str(out / "tb"), purge_step=step) if self.main else None
-
-    def _row(self, row: dict) -> None:
-        new = not self.path.exists()
-        with open(self.path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-            if new:
-                w.writeheader()
-            w.writerow({k: row.get(k, "") for k in LOG_FIELDS})
-
-    def _truncate(self, step: int) -> None:
-        """Drop rows written after ``step`` (by a run that was killed after its last checkpoint)."""
-        if not self.path.exists():
-            return
-        with open(self.path) as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-        with open(self.path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
-
-    def add(self, step: int, epoch: int, loss: torch.Tensor, lr: float) -> None:
-        self.pending.append((step, epoch, loss.detach(), lr))
-
-    def flush(self, ips: float | None = None) -> float:
-        """Check and log the pending losses; raises :class:`NonFiniteLossError` on a NaN or infinite one. Runs
-        before every checkpoint, so a checkpoint never holds weights updated by a non-finite loss."""
-        if not self.pending:
-            return self.last_loss
-        vals = torch.stack([p[2].float() for p in self.pending])
-        if D.is_dist():
-            torch.distributed.all_reduce(vals)
-            vals = vals / D.world_size()
-        vals = vals.cpu().tolist()
-        items, self.pending = self.pending, []
-        for (s, e, _, lr), v in zip(items, vals):
-            if not math.isfinite(v):
-                raise NonFiniteLossError(
-                    f"{self.method}: non-finite loss at step {s} (epoch {e}); the run stopped and the last good "
-                    f"checkpoint {self.out / 'last.pt'} is kept. Lower the learning rate (lr={lr:.3g}) or check the data.")
-            if self.main:
-                self._row({"step": s + 1, "epoch": e, "loss": f"{v:.6f}", "lr": f"{lr:.6g}",
-                           "images_per_s": f"{ips:.1f}" if ips else "", "time": f"{time.time():.1f}"})
-        self.last_loss = vals[-1]
-        if self.main:
-            s1 = items[-1][0] + 1
-            self.writer.add_scalar("train/loss", self.last_loss, s1)
-            self.writer.add_scalar("train/lr", items[-1][3], s1)
-            if ips:
-                self.writer.add_scalar("train/images_per_s", ips, s1)
-        return self.last_loss
-
-    def validation(self, step: int, epoch: int, val: float) -> None:
-        if self.main:
-            self._row({"step": step, "epoch": epoch, "val_loss": f"{val:.6f}", "time": f"{time.time():.1f}"})
-            self.writer.add_scalar("val/loss", val, step)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+def _not_overridden(changes: dict, overrides: dict) -> dict:
+    """``changes`` without what ``overrides`` set, in nested sections too (``{"swav": {"queue_length": 64}}``)."""
+    out = {}
+    for k, v in changes.items():
+        if k not in overrides:
+            out[k] = v
+        elif isinstance(v, dict) and isinstance(overrides[k], dict):
+            out[k] = _not_overridden(v, overrides[k])
+    return out
 
 
 @dataclasses.dataclass
 class Trainer:
     """Everything a training step needs, and the run's position (step, epoch, batch in the epoch)."""
 
-    method: str
     cfg: PretrainConfig
     model: SSLMethod
     ddp: torch.nn.Module
@@ -253,8 +109,7 @@ class Trainer:
     dev: torch.device
     out: Path
     base_lr: float
-    total: int
-    warmup: int
+    schedule: Schedule
     profile: str
     step: int = 0
     epoch: int = 0
@@ -262,6 +117,14 @@ class Trainer:
     best_val: float = math.inf
     #: seconds of this process's first step (compilation included), measured with a device sync
     first_step_s: float | None = None
+
+    @property
+    def method(self) -> str:
+        return self.model.name
+
+    @property
+    def total(self) -> int:
+        return self.schedule.total
 
     @property
     def amp(self):
@@ -304,9 +167,9 @@ def train_one_epoch(t: Trainer, train_ds, log: RunLog, limit: int, bar, on_step=
     cfg, gb = t.cfg, t.cfg.batch_size
     g = torch.Generator(device=t.dev)
     t.model.train()
-    loader = _loader(train_ds, gb, cfg.seed, t.epoch, t.batch_in_epoch, cfg.num_workers, t.dev.type == "cuda")
+    batches = loader(train_ds, gb, cfg.seed, t.epoch, t.batch_in_epoch, cfg.num_workers, t.dev.type == "cuda")
     t0, seen, steps = time.perf_counter(), 0, 0
-    for x in loader:
+    for x in batches:
         first = t.first_step_s is None
         if first:
             _sync(t.dev)
@@ -315,7 +178,7 @@ def train_one_epoch(t: Trainer, train_ds, log: RunLog, limit: int, bar, on_step=
         torch.manual_seed(seed)
         g.manual_seed(seed)
         x = x.to(t.dev, non_blocking=True)
-        lr = t.base_lr * cosine_warmup_schedule(t.step, max(t.total, 1), 1.0, 0.0, t.warmup, 0.0)
+        lr = t.base_lr * cosine_warmup_schedule(t.step, max(t.total, 1), 1.0, 0.0, t.schedule.warmup, 0.0)
         for group in t.opt.param_groups:
             group["lr"] = lr
         # augmentations in fp32 (blur, sharpen and high-pass lose detail at bf16's 8-bit mantissa), the model in AMP
@@ -420,7 +283,8 @@ def _setup(method: str, data, out: Path, prof: Profile, overrides: dict, device)
     total = cfg.epochs * steps_per_epoch
     warmup = min(int(round(cfg.warmup_fraction * total)), total)
     model = build_method(method, cfg).to(dev)
-    model.configure(Schedule(steps_per_epoch, total, warmup))
+    schedule = Schedule(steps_per_epoch, total, warmup)
+    model.configure(schedule)
     model = D.convert_sync_batchnorm(model, dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -430,7 +294,7 @@ def _setup(method: str, data, out: Path, prof: Profile, overrides: dict, device)
     opt, base_lr = model.build_optimizer(gb)
     ddp = D.wrap_ddp(model, dev)
     aug = MammoAugment(cfg.augment, size=size)
-    t = Trainer(method, cfg, model, ddp, opt, aug, dev, out, base_lr, total, warmup, prof.name)
+    t = Trainer(cfg, model, ddp, opt, aug, dev, out, base_lr, schedule, prof.name)
     if D.is_main():
         write_json(out / "config.json", {"method": method, "data": str(data), "profile": prof.name,
                                          "world_size": world, "global_batch": gb, "lr": base_lr,
@@ -471,16 +335,15 @@ def pretrain(
     log = RunLog(out, method, t.step, resuming)
     if progress and D.is_main():
         print(f"[pretrain] {method} on {len(train_ds)} samples, {D.world_size()} process(es), global batch "
-              f"{cfg.batch_size}, lr {t.base_lr:.4g}, {len(train_ds) // cfg.batch_size} steps/epoch, {t.total} steps",
+              f"{cfg.batch_size}, lr {t.base_lr:.4g}, {t.schedule.steps_per_epoch} steps/epoch, {t.total} steps",
               flush=True)
     limit = cfg.max_steps if cfg.max_steps is not None else t.total
     bar = tqdm(total=min(limit, t.total), initial=t.step, desc=f"pretrain {method}", unit="step",
                disable=not (progress and D.is_main()))
-    steps_per_epoch = len(train_ds) // cfg.batch_size
     try:
         while t.epoch < cfg.epochs and t.step < limit:
             train_one_epoch(t, train_ds, log, limit, bar, on_step)
-            if t.batch_in_epoch >= steps_per_epoch:  # epoch finished: validation loss and model selection
+            if t.batch_in_epoch >= t.schedule.steps_per_epoch:  # epoch finished: validation loss and model selection
                 val = validation_loss(t.model, val_ds, t.aug, cfg.batch_size, cfg, t.dev, t.amp)
                 log.validation(t.step, t.epoch, val)
                 t.epoch, t.batch_in_epoch = t.epoch + 1, 0
@@ -509,14 +372,6 @@ def pretrain(
                                              init.get("heads") if init is not None else None))
         write_json(out / "summary.json", summary)
     return summary
-
-
-def clean_batches(ds, size: int, dev: torch.device, n: int = 2048, batch: int = 256):
-    """Up to ``n`` samples of ``ds`` in a fixed order, without augmentation, as ``(B, 3, size, size)`` batches."""
-    plain = MammoAugment("none", size=size)
-    g = torch.Generator(device=dev)
-    for lo in range(0, min(n, len(ds)), batch):
-        yield plain(ds[list(range(lo, min(lo + batch, n, len(ds))))].to(dev), g)
 
 
 def drop_resume_state(run_dir: str | os.PathLike) -> list[Path]:
@@ -551,7 +406,7 @@ def validation_loss(model, ds, aug, gb, cfg, dev, amp) -> float:
         return float("nan")
     g = torch.Generator(device=dev)
     losses = []
-    for k, idx in enumerate(_GlobalBatches(len(ds), b, cfg.seed, 0, 0, shuffle=False)):
+    for k, idx in enumerate(GlobalBatches(len(ds), b, cfg.seed, 0, 0, shuffle=False)):
         if k >= cfg.val_batches:
             break
         g.manual_seed(cfg.seed + 10_000 + k)

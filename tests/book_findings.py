@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from mammossl_core import claims
+from mammossl_core.chapter import LABEL_FRACTIONS, LINEAR_EVALUATION, result_path
 
 #: same numerics: the findings' rounding and other BLAS builds of the same kernels
 TOL = 0.02
@@ -32,15 +33,15 @@ def findings(results: Path) -> dict:
     for c in claims.load(results):
         e = claims.evidence(c, n_boot=500)
         out["claims"][f"{c.chapter}: {c.statement}"] = {
-            "verdict": e["verdict"], "a": round(e["metric_a"], 3), "b": round(e["metric_b"], 3),
-            "diff": round(e["diff"], 3), "low": round(e["low"], 3), "high": round(e["high"], 3)}
-    lin = results / "04_whole_image" / "linear_evaluation.csv"
+            "verdict": e.verdict, "a": round(e.metric_a, 3), "b": round(e.metric_b, 3),
+            "diff": round(e.difference.diff, 3), "low": round(e.difference.low, 3), "high": round(e.difference.high, 3)}
+    lin = result_path(results, *LINEAR_EVALUATION)
     if lin.is_file():
         out["tables"]["04 linear evaluation"] = {r.model: round(r.auc, 3) for r in pd.read_csv(lin).itertuples()}
-    frac = results / "05_finetuning" / "label_fractions.csv"
+    frac = result_path(results, *LABEL_FRACTIONS)
     if frac.is_file():
-        out["tables"]["05 label fractions"] = {f"{r.model} {r._1:.0f}%": round(r.auc, 3)
-                                               for r in pd.read_csv(frac).itertuples()}
+        out["tables"]["05 label fractions"] = {f"{r['model']} {r['training labels (%)']:.0f}%": round(r["auc"], 3)
+                                               for _, r in pd.read_csv(frac).iterrows()}
     return out
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from mammossl_core import claims
-from mammossl_core.book import write_claims_page
+from mammossl_core.pages import write_claims_page
 
 
 def _predictions(path, scores, labels, patients):
@@ -49,21 +49,22 @@ def test_claim_page_is_recomputed_from_saved_predictions(tmp_path):
 
 
 def test_annotated_patch_predictions_pair_by_image_and_lesion(tmp_path):
-    """Patch predictions hold a lesion patch and a background patch of the same image: both are kept and paired."""
+    """Patch predictions hold a lesion patch and a background patch of the same image: both are kept and paired
+    (the one predictions schema: the true class as ``label``, the predicted class as ``score``)."""
     rows = {"image_id": ["I1", "I1", "I2", "I2", "I3", "I3"], "lesion_id": ["L1", "", "L2", "", "L3", ""],
-            "patient_id": ["P1", "P1", "P2", "P2", "P3", "P3"], "split": "test", "cls": [1, 0, 3, 0, 2, 0]}
+            "patient_id": ["P1", "P1", "P2", "P2", "P3", "P3"], "split": "test", "label": [1, 0, 3, 0, 2, 0]}
     for name, pred in (("a", [1, 0, 3, 0, 2, 0]), ("b", [0, 0, 3, 1, 2, 0])):
         (tmp_path / name).mkdir()
-        pd.DataFrame({**rows, "pred": pred}).to_csv(tmp_path / name / "predictions.csv", index=False)
+        pd.DataFrame({**rows, "score": pred}).to_csv(tmp_path / name / "predictions.csv", index=False)
     c = claims.Claim("01", "a beats b", "", "a", [str(tmp_path / "a" / "predictions.csv")], "b",
                      [str(tmp_path / "b" / "predictions.csv")], metric="accuracy")
     e = claims.evidence(c, n_boot=50)
-    assert e["images"] == 6 and e["metric_a"] == 1.0 and e["metric_b"] == pytest.approx(4 / 6)
+    assert e.difference.n == 6 and e.metric_a == 1.0 and e.metric_b == pytest.approx(4 / 6)
 
 
 def test_seed_page_has_one_column_per_seed_run(tmp_path):
     """The page across dataset seeds: the book's results and each seed folder's, recomputed from their predictions."""
-    from mammossl_core.book import seed_findings, write_seeds_page
+    from mammossl_core.pages import seed_findings, write_seeds_page
 
     rng = np.random.default_rng(1)
     n = 120

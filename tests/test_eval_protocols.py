@@ -12,6 +12,7 @@ from mammossl_core.config import get_profile
 from mammossl_core.evaldata import lesion_detector_ceiling, load_eval_data
 from mammossl_core.loading import classifier
 from mammossl_core.pretrain import pretrain
+from mammossl_core.results import Evaluation
 
 
 @pytest.mark.slow
@@ -25,8 +26,8 @@ def test_scoring_twice_is_identical_and_leaves_batchnorm_alone(store, synth_dir,
     results = []
     for _ in range(2):
         model.train()  # whatever mode the model is left in, scoring switches to eval
-        results.append(E._finish(None, model, ev, forward, 8, {}, [], prof, 0))
-    assert results[0]["auc"] == results[1]["auc"] and results[0]["val_auc"] == results[1]["val_auc"]
+        results.append(E._finish(None, model, ev, forward, 8, {"protocol": "supervised"}, [], prof, 0))
+    assert results[0].auc == results[1].auc and results[0].val_auc == results[1].val_auc
     after = model.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in buffers.items())
 
@@ -37,11 +38,10 @@ def test_finetuning_never_ends_below_its_stage1_validation_auc(store, synth_dir,
     pretrain("byol", synth_dir, run, "tiny", progress=False, max_steps=3, batch_size=16)
     r = E.finetune(synth_dir, run / "best.pt", "mip", "tiny", tmp_path / "ft", linear_epochs=2, finetune_epochs=2,
                    finetune_lr=0.05)  # a step size that hurts: selection must fall back to the stage-1 state
-    stage1 = json.loads((tmp_path / "ft" / "linear" / "result.json").read_text())
-    history = json.loads((tmp_path / "ft" / "result.json").read_text())
+    stage1 = r.stage1
     # stage 1 is scored from float16 cached grids, stage 2 in float32: equal up to that rounding
-    assert r["val_auc"] >= stage1["val_auc"] - 2e-3, (r["val_auc"], stage1["val_auc"])
-    assert history["batchnorm"].startswith("frozen")
+    assert r.val_auc >= stage1.val_auc - 2e-3, (r.val_auc, stage1.val_auc)
+    assert Evaluation.load(tmp_path / "ft").batchnorm.startswith("frozen")
 
 
 @pytest.mark.slow
@@ -50,7 +50,7 @@ def test_random_encoder_with_reestimated_batchnorm(store, synth_dir, tmp_path):
     plain = classifier(tmp_path / "bn")
     fresh = E.grid_encoder(None, "tiny", 0)[0]
     mean = [k for k in fresh.state_dict() if k.endswith("running_mean")]
-    assert r["bn"] == "tiles" and mean
+    assert r.bn == "tiles" and mean
     # the saved classifier carries the re-estimated statistics, not the initial zeros
     assert all(not torch.equal(plain.trunk.state_dict()[k], fresh.state_dict()[k]) for k in mean)
     with pytest.raises(ValueError, match="bn="):

@@ -10,6 +10,7 @@ from mammossl_core import evaluate as E
 from mammossl_core.cli import main
 from mammossl_core.evaldata import label_fraction_subset, load_eval_data
 from mammossl_core.patch_eval import patch_embeddings, patch_linear_eval
+from mammossl_core.results import PREDICTION_COLUMNS, CrossValidation, Evaluation
 
 
 @pytest.fixture(scope="module")
@@ -26,31 +27,33 @@ def swav_run(synth_dir, store, tmp_path_factory):
 def test_linear_gap_and_mip_write_results(synth_dir, swav_run, tmp_path, cache_root):
     for pooling in ("gap", "mip"):
         r = E.linear_eval(synth_dir, swav_run / "best.pt", pooling, "tiny", tmp_path / pooling, linear_epochs=5)
-        assert 0 <= r["auc_low"] <= r["auc"] <= r["auc_high"] <= 1
+        assert 0 <= r.auc_low <= r.auc <= r.auc_high <= 1
         pred = pd.read_csv(tmp_path / pooling / "predictions.csv")
-        saved = json.loads((tmp_path / pooling / "result.json").read_text())
+        saved = Evaluation.load(tmp_path / pooling)
         test = pred[pred.split == "test"]
         from sklearn.metrics import roc_auc_score
 
-        assert saved["auc"] == pytest.approx(roc_auc_score(test.label, test.score))  # recomputable from the file
+        assert saved.auc == pytest.approx(roc_auc_score(test.label, test.score))  # recomputable from the file
+        assert saved == r and list(pred.columns[:5]) == PREDICTION_COLUMNS
     # the frozen grids were cached once and are reused
     caches = list((cache_root / "grids").glob("grid_*"))
     assert len(caches) >= 1 and not (synth_dir / "cache").exists()  # caches never go into the dataset
     again = E.linear_eval(synth_dir, swav_run / "best.pt", "gap", "tiny", None, linear_epochs=5)
-    assert again["auc"] == pytest.approx(json.loads((tmp_path / "gap" / "result.json").read_text())["auc"])
+    assert again.auc == pytest.approx(Evaluation.load(tmp_path / "gap").auc)
 
 
 @pytest.mark.slow
 def test_finetune_supervised_fraction_and_cv(synth_dir, swav_run, tmp_path):
     r = E.finetune(synth_dir, swav_run / "best.pt", "gap", "tiny", tmp_path / "ft", linear_epochs=2, finetune_epochs=1)
-    assert r["protocol"] == "finetune" and (tmp_path / "ft" / "linear" / "result.json").is_file()
+    assert r.protocol == "finetune" and r.stage1.protocol == "linear"
     s = E.supervised(synth_dir, pooling="gap", profile="tiny", out=tmp_path / "sup", supervised_epochs=1,
                      label_fraction=0.5)
     full = load_eval_data(synth_dir).idx("train")
-    assert 0.3 * len(full) < s["n_train"] < 0.75 * len(full)
+    assert 0.3 * len(full) < s.n_train < 0.75 * len(full)
     cv = E.cross_validate(E.linear_eval, synth_dir, 3, out=tmp_path / "cv", checkpoint=swav_run / "best.pt",
                           linear_epochs=2)
-    assert len(cv["aucs"]) == 3 and cv["se_auc"] >= 0
+    assert len(cv.aucs) == 3 and cv.se_auc >= 0 and CrossValidation.load(tmp_path / "cv") == cv
+    assert len(cv.predictions) == 3 and cv.fold(1).split == "fold1"
 
 
 def test_label_fraction_is_patient_level_and_stratified(synth_dir):
@@ -67,10 +70,12 @@ def test_label_fraction_is_patient_level_and_stratified(synth_dir):
 @pytest.mark.slow
 def test_patch_linear_eval_and_cli(synth_dir, swav_run, tmp_path, capsys):
     r = patch_linear_eval(synth_dir, swav_run / "best.pt", "tiny", tmp_path / "p", linear_epochs=3)
-    assert 0 <= r["accuracy"] <= 1
+    assert 0 <= r.accuracy <= 1
+    pred = pd.read_csv(r.predictions[0])  # the one predictions schema: true class as label, predicted as score
+    assert set(PREDICTION_COLUMNS) <= set(pred.columns) and set(pred.score) <= set(range(5))
     assert main(["evaluate", "linear", "--data", str(synth_dir), "--checkpoint", str(swav_run), "--pooling", "mip",
                  "--out", str(tmp_path / "cli"), "--epochs", "2", "--device", "cpu"]) == 0
-    assert json.loads((tmp_path / "cli" / "result.json").read_text())["pooling"] == "mip"
+    assert Evaluation.load(tmp_path / "cli").pooling == "mip"
     # the analyses from the command line
     common = ["--data", str(synth_dir), "--device", "cpu"]
     assert main(["analyse", "attention", "--linear-out", str(tmp_path / "cli"), "--out", str(tmp_path / "att"),
@@ -89,7 +94,7 @@ def test_patch_linear_eval_and_cli(synth_dir, swav_run, tmp_path, capsys):
           str(tmp_path / "gap"), "--epochs", "1", "--device", "cpu"])
     assert main(["analyse", "attention", "--linear-out", str(tmp_path / "gap"), "--out", str(tmp_path / "x"),
                  *common]) == 2
-    assert "GAP has no attention" in capsys.readouterr().err
+    assert "gap pooling has no attention" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -120,11 +125,11 @@ def test_mae_on_annotated_patches_for_table1(synth_dir, store, tmp_path):
 
     run = tmp_path / "mae"
     pretrain("mae", synth_dir, run, "tiny", progress=False, source="annotated", batch_size=8, max_steps=3)
-    assert checkpoint.load(run / "best.pt")["config"]["mae_image_size"] == 48  # the tiny annotated patch
+    assert checkpoint.load(run / "best.pt")["config"]["mae"]["image_size"] == 48  # the tiny annotated patch
     emb, table = patch_embeddings(synth_dir, run / "best.pt", 48)
     assert emb.shape == (len(table), 64) and np.isfinite(emb).all()
     r = patch_linear_eval(synth_dir, run / "best.pt", "tiny", tmp_path / "p", linear_epochs=2)
-    assert 0 <= r["accuracy"] <= 1
+    assert 0 <= r.accuracy <= 1
 
 
 @pytest.mark.slow
@@ -150,4 +155,4 @@ def test_mip_attention_concentrates_on_lesions(tmp_path_factory):
     s = report(data, tmp / "sup", tmp / "rep")
     assert (tmp / "rep" / "heatmaps.png").is_file()
     assert len(pd.read_csv(tmp / "rep" / "localisation.csv")) == s["images"] > 50
-    assert s["wilcoxon_p"] < 0.01 and s["enrichment"] > 2, (r["auc"], s)
+    assert s["wilcoxon_p"] < 0.01 and s["enrichment"] > 2, (r.auc, s)

@@ -6,6 +6,7 @@ import torch
 
 from mammossl_core import checkpoint
 from mammossl_core.pretrain import NonFiniteLossError, pretrain
+from mammossl_core.results import Evaluation
 from mammossl_core.ssl import METHODS
 
 
@@ -19,7 +20,7 @@ def _losses(run):
 def test_loss_falls(store, synth_dir, tmp_path, method):
     kw = dict(batch_size=8) if method == "mae" else dict(batch_size=32)
     pretrain(method, synth_dir, tmp_path / method, "tiny", progress=False, epochs=4, max_steps=40,
-             swav_queue_start_fraction=1.0, **kw)
+             swav={"queue_start_fraction": 1.0}, **kw)
     losses = list(_losses(tmp_path / method).values())
     k = 6
     assert sum(losses[-k:]) / k < sum(losses[:k]) / k, losses
@@ -33,7 +34,7 @@ class _Kill(Exception):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["byol", "swav"])
 def test_kill_and_resume_is_exact(store, synth_dir, tmp_path, method):
-    kw = dict(batch_size=16, epochs=2, checkpoint_every=4, swav_queue_length=32, swav_queue_start_fraction=0.0)
+    kw = dict(batch_size=16, epochs=2, checkpoint_every=4, swav={"queue_length": 32, "queue_start_fraction": 0.0})
     pretrain(method, synth_dir, tmp_path / "full", "tiny", progress=False, max_steps=10, **kw)
 
     def kill(step):
@@ -120,12 +121,10 @@ def test_an_evaluation_is_computed_once_whatever_its_name_and_spelt_defaults(tmp
 
     def protocol(data, pooling="gap", bn=None, profile=None, out=None):
         calls.append((pooling, bn))
-        out.mkdir(parents=True)
-        (out / "result.json").write_text(json.dumps({"auc": 0.5 + len(calls)}))
-        return {"auc": 0.5 + len(calls)}
+        return Evaluation("linear", pooling=pooling, auc=0.5 + len(calls)).save(out)
 
     a = artefacts.evaluation(protocol, "linear-swav-gap", data="d", bn=None)
     b = artefacts.evaluation(protocol, "linear-swav-tiny-gap", data="d")
     assert a == b and len(calls) == 1
     c = artefacts.evaluation(protocol, "linear-swav-tiny-gap", data="d", pooling="mip")
-    assert c["auc"] == 2.5 and len(calls) == 2
+    assert c.auc == 2.5 and len(calls) == 2

@@ -6,7 +6,6 @@ attention that falls on grid cells touching a lesion, against the share of breas
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -21,6 +20,7 @@ from ..evaldata import load_eval_data
 from ..io import write_csv, write_json
 from ..loading import classifier
 from ..pooling import POOLINGS, pooling_class
+from ..results import Evaluation
 from ..whole_image import grid_mask
 
 
@@ -123,9 +123,9 @@ def report(data, linear_out, out, split: str = "test", show: int = 6, device="cp
     """Heatmaps and localisation of a MIP (or SA) classifier: a linear evaluation, finetuning or supervised run in
     ``linear_out`` (:func:`~mammossl_core.loading.classifier`). Writes ``heatmaps.png`` and, where the dataset has
     lesion masks, ``localisation.csv`` and ``localisation.json`` into ``out``."""
-    saved = json.loads((Path(linear_out) / "result.json").read_text())
-    if not pooling_class(saved["pooling"]).attends:
-        raise ValueError(f"{linear_out}: {saved['pooling']} pooling has no attention weights; use an attention pooling "
+    saved = Evaluation.load(linear_out)
+    if not pooling_class(saved.pooling).attends:
+        raise ValueError(f"{linear_out}: {saved.pooling} pooling has no attention weights; use an attention pooling "
                          f"({', '.join(n for n, c in POOLINGS.items() if c.attends)})")
     model = classifier(linear_out, device=device)
     ev = load_eval_data(data)
@@ -135,7 +135,7 @@ def report(data, linear_out, out, split: str = "test", show: int = 6, device="cp
     rows = np.nonzero(((t.split == split) & (t.label == 1)).to_numpy())[0][:show]
     fig = heatmap_figure(model, ev, data, rows, device)
     fig.savefig(out / "heatmaps.png", dpi=110, bbox_inches="tight")
-    summary: dict = {"linear_out": str(linear_out), "pooling": saved["pooling"], "split": split}
+    summary: dict = {"linear_out": str(linear_out), "pooling": saved.pooling, "split": split}
     if len(PreparedDataset(data).lesions):
         loc = localisation_table(model, ev, data, split, device)
         write_csv(out / "localisation.csv", loc)

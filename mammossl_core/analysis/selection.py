@@ -26,8 +26,8 @@ def loss_vs_auc(run_dir, data, pooling: str = "gap", profile=None, **eval_overri
     for p in paths:
         meta = ck.load(p)
         r = linear_eval(data, p, pooling, profile, **eval_overrides)
-        rows.append({"epoch": int(meta["epoch"]) - 1, "val_loss": float(meta["val_loss"]), "val_auc": r["val_auc"],
-                     "test_auc": r["auc"]})
+        rows.append({"epoch": int(meta["epoch"]) - 1, "val_loss": float(meta["val_loss"]), "val_auc": r.val_auc,
+                     "test_auc": r.auc})
     return pd.DataFrame(rows)
 
 
