@@ -4,12 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= tiny
 
-.PHONY: book test install browser bench clean
+.PHONY: book test install browser bench clean constraints
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[book,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[book,dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -35,3 +35,8 @@ bench: install
 
 clean:
 	rm -rf data runs .cache book/_build book/chapters book/_failed
+
+## after an upgrade of the dependencies: record the versions that produced the recorded findings
+constraints: install
+	{ head -n 2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^mammossl'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
