@@ -6,7 +6,21 @@ import dataclasses
 import json
 import sys
 
+from . import __version__
 from .config import DEFAULT_PROFILE, PROFILES, resolve
+
+#: every command and its one line of help: ``mammossl --help`` lists them without importing torch or lightly
+COMMANDS = {
+    "synth": "generate the synthetic mammogram dataset",
+    "tiles": "build the 16-bit tile store and a tile index (paper III.C)",
+    "prepare": "convert a TCIA download (CBIS-DDSM or CMMD) or any DICOM folder into a prepared dataset",
+    "pretrain": "SSL pretraining (SimCLR, BYOL, SwAV, ViT-MAE); same as torchrun -m mammossl_core.pretrain",
+    "evaluate": "linear evaluation, finetuning, supervised baseline, annotated patches",
+    "analyse": "attention heatmaps and localisation, SwAV prototypes, loss vs AUC",
+    "predict": "score your own mammograms with a trained classifier; attention overlays",
+    "book": "execute the chapter notebooks and build the book (mammossl book run|build|all|seeds)",
+}
+DESCRIPTION = "Self-supervised learning on screening mammograms (a reproduction of Miller et al.)."
 
 
 def _add_profile(p: argparse.ArgumentParser, reads_checkpoint: bool = False) -> None:
@@ -155,11 +169,10 @@ def cmd_analyse(a: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .pooling import POOLINGS
 
-    ap = argparse.ArgumentParser(prog="mammossl", description="Self-supervised learning on screening mammograms "
-                                 "(a reproduction of Miller et al.).")
+    ap = argparse.ArgumentParser(prog="mammossl", description=DESCRIPTION)
     sub = ap.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="generate the synthetic mammogram dataset")
+    p = sub.add_parser("synth", help=COMMANDS["synth"])
     p.add_argument("--out", required=True, help="output directory (prepared-dataset layout)")
     p.add_argument("--patients", type=int, default=None, help="number of patients (profile default)")
     p.add_argument("--seed", type=int, default=0)
@@ -173,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--out (for `mammossl prepare folder` and `mammossl predict`)")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("tiles", help="build the 16-bit tile store and a tile index (paper III.C)")
+    p = sub.add_parser("tiles", help=COMMANDS["tiles"])
     p.add_argument("--data", required=True, help="prepared dataset directory")
     p.add_argument("--patch", type=int, default=None, help="tile side in pixels (profile default)")
     p.add_argument("--overlap", type=float, default=None, help="overlap between tiles (default 0.5)")
@@ -185,15 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .data.convert import converters
 
-    p = sub.add_parser("prepare", help="convert a TCIA download (CBIS-DDSM or CMMD) or any DICOM folder into a "
-                       "prepared dataset")
+    p = sub.add_parser("prepare", help=COMMANDS["prepare"])
     psub = p.add_subparsers(dest="dataset", required=True)
     for c in converters().values():
         q = psub.add_parser(c.name, help=c.help, description=c.description)
         c.add_arguments(q)
         _add_prepare_common(q)
 
-    p = sub.add_parser("predict", help="score your own mammograms with a trained classifier; attention overlays",
+    p = sub.add_parser("predict", help=COMMANDS["predict"],
                        description="Score DICOM files, 16-bit PNGs or a prepared dataset's images.csv with a trained "
                        "whole-image classifier (the --out of `mammossl evaluate linear|finetune|supervised`). "
                        "Writes predictions.csv (per image), breasts.csv (per breast), overlays/ (MIP and SA) and "
@@ -206,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("evaluate", help="linear evaluation, finetuning, supervised baseline, annotated patches")
+    p = sub.add_parser("evaluate", help=COMMANDS["evaluate"])
     p.add_argument("protocol", choices=["linear", "finetune", "supervised", "patches"])
     p.add_argument("--data", required=True, help="prepared dataset directory (may differ from the pretraining one)")
     p.add_argument("--checkpoint", default=None, help="pretraining run directory or .pt (none: random encoder)")
@@ -222,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(p, reads_checkpoint=True)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("analyse", help="attention heatmaps and localisation, SwAV prototypes, loss vs AUC")
+    p = sub.add_parser("analyse", help=COMMANDS["analyse"])
     asub = p.add_subparsers(dest="analysis", required=True)
     q = asub.add_parser("attention", help="MIP/SA heatmaps (Fig. 4) and the localisation score on lesion masks",
                         description="Loads a MIP or SA linear evaluation (its --out of `mammossl evaluate linear`) "
@@ -247,17 +259,54 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .pretrain import add_arguments, run_from_args
 
-    p = sub.add_parser("pretrain", help="SSL pretraining (SimCLR, BYOL, SwAV, ViT-MAE); same as torchrun -m mammossl_core.pretrain")
+    p = sub.add_parser("pretrain", help=COMMANDS["pretrain"])
     add_arguments(p)
     p.set_defaults(func=lambda a: print(json.dumps(run_from_args(a), indent=2)))
     return ap
 
 
+def overview_parser() -> argparse.ArgumentParser:
+    """``mammossl --help`` and ``--version``: the commands and the global options, built without importing torch
+    (a command's own options come with ``mammossl COMMAND --help``)."""
+    ap = argparse.ArgumentParser(prog="mammossl", description=DESCRIPTION,
+                                 epilog="`mammossl COMMAND --help` lists a command's options.")
+    ap.add_argument("--version", action="version", version=f"mammossl {__version__}")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging, library warnings shown")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars; warnings and errors only")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, text in COMMANDS.items():
+        sub.add_parser(name, help=text)
+    return ap
+
+
+def _verbosity(argv: list[str]) -> list[str]:
+    """Apply the global ``-v``/``-q`` options in front of the command (before anything imports tqdm) and return
+    the rest of the command line."""
+    import logging
+    import os
+
+    level = logging.INFO
+    while argv and argv[0] in ("-v", "--verbose", "-q", "--quiet"):
+        if argv[0] in ("-q", "--quiet"):
+            level = logging.WARNING
+            os.environ["TQDM_DISABLE"] = "1"  # tqdm reads its switch when it is imported
+        else:
+            level = logging.DEBUG
+            import warnings
+
+            warnings.simplefilter("default")
+        argv = argv[1:]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = _verbosity(list(sys.argv[1:] if argv is None else argv))
+    if not argv or argv[0] in ("-h", "--help", "--version") or argv[0] not in COMMANDS:
+        overview_parser().parse_args(argv or ["--help"])  # prints the overview (or the error) and exits
     from .data.layout import DataError
 
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "book":  # `mammossl book run|build|all ...`
+    if argv[0] == "book":  # `mammossl book run|build|all ...`
         from .book import main as book_main
 
         return book_main(argv[1:])
