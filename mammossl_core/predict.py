@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,22 @@ from .results import Evaluation
 from .whole_image import grid_mask
 
 #: how the views of one breast are combined into the breast's score
-BREAST_RULE = "mean of the scores of the breast's views"
+BREAST_RULE = ("mean of the scores of the breast's views; views are grouped by patient and laterality, the patient "
+               "being the DICOM PatientID or, for CBIS-DDSM's per-image IDs (Mass-Test_P_00038_LEFT_CC), the patient "
+               "part of the name (P_00038)")
+#: CBIS-DDSM writes one PatientID per image: abnormality type, set, patient, side and view
+_CBIS_DDSM_ID = re.compile(r"^(?:Calc|Mass)-(?:Training|Test)_(P_\d+)_(?:LEFT|RIGHT)_(?:CC|MLO)(?:_\d+)?$")
+
+
+def breast_patient(patient_id: str) -> str:
+    """The patient whose breast an image shows: CBIS-DDSM's per-image ID names it (``Mass-Test_P_00038_LEFT_CC`` ->
+    ``P_00038``); any other ID is the patient.
+
+    >>> breast_patient("Mass-Test_P_00038_LEFT_CC"), breast_patient("D1-0001")
+    ('P_00038', 'D1-0001')
+    """
+    m = _CBIS_DDSM_ID.match(patient_id)
+    return m.group(1) if m else patient_id
 
 
 @dataclass
@@ -93,7 +109,7 @@ def _load(item: Item, raw: bool) -> np.ndarray:
     d = read_dicom(path, raw=raw)
     item.laterality = item.laterality or (d.laterality or "")
     item.view = item.view or (d.view or "")
-    item.patient_id = item.patient_id or d.patient_id
+    item.patient_id = item.patient_id or breast_patient(d.patient_id)
     return d.pixels
 
 
@@ -133,8 +149,9 @@ def _overlay(path: Path, img: np.ndarray, att: np.ndarray, flipped: bool, title:
 def _html(df: pd.DataFrame, breasts: pd.DataFrame, run: dict, overlays: bool) -> str:
     rows = []
     for r in df.itertuples():
-        pic = (f'<img src="overlays/{html.escape(r.image_id)}.png" alt="attention overlay of '
-               f'{html.escape(r.image_id)}" width="260">' if overlays else "")
+        src = f"overlays/{html.escape(r.image_id)}.png"  # the thumbnail links to the full-size overlay
+        pic = (f'<a href="{src}"><img src="{src}" alt="attention overlay of {html.escape(r.image_id)}" width="260"></a>'
+               if overlays else "")
         rows.append(f"<tr><td>{html.escape(r.image_id)}</td><td>{html.escape(str(r.patient_id))}</td>"
                     f"<td>{html.escape(str(r.laterality))}</td><td>{html.escape(str(r.view))}</td>"
                     f"<td class='score'>{r.score:.3f}</td><td>{pic}</td></tr>")

@@ -92,6 +92,7 @@ def test_predict_end_to_end_with_bad_files_reported(tree, mip_model, synth_dir, 
     assert np.allclose(breasts.set_index(["patient_id", "laterality"]).score.sort_index(),
                        pred.groupby(["patient_id", "laterality"]).score.mean().sort_index())
     assert len(list((out / "overlays").glob("*.png"))) == n
+    assert (out / "index.html").read_text().count('<a href="overlays/') == n  # thumbnails link to the full size
     run = json.loads((out / "run.json").read_text())
     assert run["profile"] == "tiny" and run["pooling"] == "mip" and run["failed"] == 2
     # the same images through the prepared dataset score the same (same preprocessing as training)
@@ -146,3 +147,10 @@ def test_a_folder_with_nothing_usable_is_a_clear_error(tmp_path):
 
     with pytest.raises(DataError, match="no DICOM .* or PNG file"):
         _items(tmp_path / "empty")
+
+
+def test_views_of_a_cbis_ddsm_breast_are_grouped_by_the_patient_in_their_names():
+    from mammossl_core.predict import breast_patient
+
+    ids = ["Mass-Test_P_00038_LEFT_CC", "Mass-Test_P_00038_LEFT_MLO", "Calc-Training_P_00038_RIGHT_CC_1", "D1-0001", ""]
+    assert [breast_patient(i) for i in ids] == ["P_00038", "P_00038", "P_00038", "D1-0001", ""]
