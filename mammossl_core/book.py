@@ -39,25 +39,14 @@ class NotebookError(RuntimeError):
     """A chapter notebook failed; the message names the notebook and the failing cell."""
 
 
-def _progress_redraw(output) -> bool:
-    """A progress bar's redraw on stderr (tqdm writes ``"\\r<bar>"``, and a final newline when the bar is kept),
-    or the bare newline that follows one."""
-    if output.get("output_type") != "stream" or output.get("name") != "stderr":
-        return False
-    text = output.get("text", "")
-    return not text.strip() or (text.startswith("\r") and "\n" not in text.rstrip("\n"))
-
-
 def for_the_book(nb):
     """An executed notebook as the book shows it: papermill's cell of injected parameters collapsed like the
-    parameters, and the progress bars (one stderr output per redraw, each shown in the HTML) left out; every other
-    output, warnings included, stays."""
+    parameters; every output stays (the runner's kernel has tqdm's own switch off, ``TQDM_DISABLE``, so no progress
+    bar is drawn)."""
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags and "hide-input" not in tags:
             cell.metadata["tags"] = [*tags, "hide-input"]
-        if cell.get("outputs"):
-            cell.outputs = [o for o in cell.outputs if not _progress_redraw(o)]
     return nb
 
 
@@ -109,7 +98,8 @@ class SharedKernel:
             await self.km.shutdown_kernel(now=True)
         elif self.km.has_kernel:
             await self.km.cleanup_resources()
-        await self.km.start_kernel(cwd=str(self.cwd))
+        # tqdm reads its switch when it is imported: set in the kernel's environment before anything runs
+        await self.km.start_kernel(cwd=str(self.cwd), env={**os.environ, "TQDM_DISABLE": "1"})
         return self.km
 
     def close(self) -> None:

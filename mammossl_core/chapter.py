@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -162,6 +161,28 @@ class Chapter:
         print(f"wall time: {time.perf_counter() - self.t0:.0f} s")
 
 
+def quiet_libraries() -> None:
+    """Silence, by category and module, the warnings that libraries raise on every call and that say nothing about
+    the chapter's results; every other warning shows in the chapter."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
+    warnings.filterwarnings("ignore", module="umap")  # umap-learn: numba and n_jobs notices
+    warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
+
+
+def as_list(value, cast=str) -> list | None:
+    """A papermill list parameter as a list: a list, or a comma-separated string (``-p transforms crop,gamma``,
+    ``-p tile_sizes 64,96``); None stays None (the profile's choice)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v for v in (s.strip() for s in value.split(",")) if v]
+    elif not isinstance(value, (list, tuple)):
+        value = [value]
+    return [cast(v) for v in value]
+
+
 #: the papermill parameters that every chapter's ``parameters`` cell defines (chapters add their own grids)
 PARAMETERS = ("chapter", "profile", "dataset", "data_dir", "cmmd_dir", "device", "gpus", "seed", "out_dir",
               "max_steps", "batch_size", "epochs")
@@ -180,8 +201,7 @@ def from_parameters(namespace: dict) -> Chapter:
 def setup(name: str, profile: str = "tiny", dataset: str = "CBIS-DDSM", data_dir=None, cmmd_dir=None, device=None,
           seed: int = 0, out_dir=None, max_steps=None, batch_size=None, epochs=None, gpus=None) -> Chapter:
     """Resolve a chapter's papermill parameters (the ``parameters`` cell of every notebook has these names)."""
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    warnings.filterwarnings("ignore")
+    quiet_libraries()
     sns.set_theme(style="whitegrid", context="notebook")
     prof = resolve(profile)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

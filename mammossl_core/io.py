@@ -46,6 +46,10 @@ def write_json(path: str | os.PathLike, obj: dict) -> None:
 
 
 def cache_root() -> Path:
-    """Where derived files that belong to no dataset go (artefacts, frozen-grid features): ``$MAMMOSSL_CACHE`` or
-    ``.cache/`` in the working directory."""
-    return Path(os.environ.get("MAMMOSSL_CACHE", ".cache")).resolve()
+    """Where derived files that belong to no dataset go (artefacts, frozen-grid features): ``$MAMMOSSL_CACHE``, else
+    ``.cache/`` of the project when the package runs from a checkout (whatever the working directory: a notebook
+    opened in ``notebooks/`` finds what ``make book`` cached), else ``.cache/`` in the working directory."""
+    if "MAMMOSSL_CACHE" in os.environ:
+        return Path(os.environ["MAMMOSSL_CACHE"]).resolve()
+    project = Path(__file__).resolve().parents[1]
+    return (project if (project / "pyproject.toml").is_file() else Path.cwd()) / ".cache"

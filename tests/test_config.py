@@ -81,3 +81,23 @@ def test_every_method_has_its_config_section():
     sections = {f.name for f in dataclasses.fields(PretrainConfig)
                 if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory())}
     assert sections == set(METHODS)
+
+
+def test_list_parameters_accept_papermill_strings():
+    from mammossl_core.chapter import as_list
+
+    assert as_list("crop,gamma") == ["crop", "gamma"] and as_list(["crop", "gamma"]) == ["crop", "gamma"]
+    assert as_list("64, 96", int) == [64, 96] and as_list("0.25,1", float) == [0.25, 1.0] and as_list(None) is None
+
+
+def test_the_cache_is_the_projects_whatever_the_working_directory(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from mammossl_core.io import cache_root
+
+    monkeypatch.delenv("MAMMOSSL_CACHE", raising=False)
+    here = cache_root()
+    monkeypatch.chdir(tmp_path)
+    assert cache_root() == here == Path(__file__).resolve().parents[1] / ".cache"
+    monkeypatch.setenv("MAMMOSSL_CACHE", str(tmp_path / "c"))
+    assert cache_root() == tmp_path / "c"
