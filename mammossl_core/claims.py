@@ -152,8 +152,12 @@ def markdown_page(df: pd.DataFrame, profile: str, dataset: str, machine: str | N
                   "numerics fingerprint; on other CPUs, whose floating-point kernels round differently, training "
                   "ends elsewhere and the numbers move (the reproducibility page says how far).", ""]
     if counts is not None:
+        # the verdicts first, in a table that fits the text column; what each claim was tested against below
         lines += ["Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", ""]
-        lines += [df.to_markdown(index=False), ""]
+        short = df.assign(chapter=df.chapter.str[:2])[["chapter", "claim", "difference [95% CI]", "verdict"]]
+        lines += [short.to_markdown(index=False), "", "## How each claim was tested", ""]
+        lines += [df.assign(chapter=df.chapter.str[:2])[["chapter", "claim", "paper", "tested as", "this run",
+                                                          "patients"]].to_markdown(index=False), ""]
     else:
         lines += ["No chapter recorded a claim.", ""]
     return "\n".join(lines)

@@ -74,15 +74,36 @@ def test_chapter_renders_figure_table_and_no_error(browser, page):
     tab.close()
 
 
-def test_claims_page_lists_every_verdict(browser):
+def _fits(tab, selector: str) -> list[str]:
+    """The elements matching ``selector`` that reach past the right edge of the window (a reader would have to
+    scroll sideways to see them)."""
+    return tab.eval_on_selector_all(selector, """els => els.filter(e => e.getBoundingClientRect().right >
+        window.innerWidth + 1).map(e => e.textContent.slice(0, 60))""")
+
+
+def test_claims_page_shows_every_verdict_at_a_laptops_width(browser):
     page = BUILD / "chapters" / "claims.html"
     assert page.is_file()
-    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    tab = browser.new_page(viewport={"width": 1300, "height": 900})
     tab.goto(page.as_uri())
     body = tab.inner_text("main")
-    assert tab.locator("main table").count() == 1 and "Claim checks" in body
+    assert tab.locator("main table").count() == 2 and "Claim checks" in body
     assert any(v in body for v in ("holds", "not shown at this size", "contradicted"))
+    # the verdicts table: every verdict and interval on screen without scrolling sideways
+    assert not _fits(tab, "main table:first-of-type td"), _fits(tab, "main table:first-of-type td")
     tab.screenshot(path=str(Path(__file__).parent / "screenshots" / "claims.png"), full_page=True)
+    tab.close()
+
+
+def test_chapter_4_formula_renders_and_code_fits(browser):
+    page = BUILD / "chapters" / "04_whole_image.html"
+    tab = browser.new_page(viewport={"width": 1300, "height": 900})
+    tab.goto(page.as_uri())
+    tab.wait_for_load_state("load")
+    body = tab.inner_text("main")
+    assert "Vert" not in body, "a formula shows as TeX source"
+    assert tab.locator("mjx-container").count() >= 1, "MathJax rendered nothing"
+    tab.screenshot(path=str(Path(__file__).parent / "screenshots" / "04_formula.png"), full_page=False)
     tab.close()
 
 
