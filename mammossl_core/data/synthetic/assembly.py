@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +160,7 @@ def synthesize(
                                                  "shape", "center_row", "center_col", "area_px"])
     write_dataset(out, images, lesions, {
         "source": "synthetic", "generator_version": GENERATOR_VERSION,
-        "domain": domain, "profile": prof.name, "seed": seed, "patients": n, "parameters": asdict(params),
+        "domain": domain, "profile": prof.name, "seed": seed, "patients": n, "parameters": params.record(),
         "counts": {"images": len(images), "malignant_images": int(images.label.sum()), "lesions": len(lesions)},
         "orientation": "breast on the left, chest wall at column 0",
     }, prof.data.split_ratios[domain], prof.data.cv_folds, seed)

@@ -1,41 +1,31 @@
 """The parameters of a synthetic dataset, taken from a profile."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-from ...config import Profile, image_size, resolve
+from ...config import Profile, SynthConfig, image_size, replace, resolve
 
 
 GENERATOR_VERSION = "2.0"
 
 
 @dataclass(frozen=True)
-class SynthParams:
-    """Parameters of one synthetic dataset: the image size of a domain and the generator's settings, all taken
-    from a profile (:meth:`of`), never defaulted here."""
+class SynthParams(SynthConfig):
+    """The settings of one synthetic dataset: its profile's :class:`~mammossl_core.config.SynthConfig` and the image
+    size of its domain, all taken from the profile by :meth:`of` (the defaults here are never used)."""
 
-    height: int
-    width: int
-    domain: str
-    malignant_fraction: float
-    benign_fraction: float
-    lesion_contrast: float
-    lesion_size: float
-    texture_beta: float
-    distortion_share: float
+    height: int = 0
+    width: int = 0
+    domain: str = "ddsm"
 
     @classmethod
     def of(cls, profile: str | Profile | None = None, domain: str = "ddsm", **overrides) -> "SynthParams":
-        """The parameters of ``domain`` at ``profile`` (:class:`~mammossl_core.config.SynthConfig`), with
-        ``overrides`` (e.g. ``lesion_contrast=0.1``); unknown names raise ``ValueError``."""
+        """The parameters of ``domain`` at ``profile``, with ``overrides`` (e.g. ``lesion_contrast=0.1``); unknown
+        names raise ``ValueError``."""
         prof = resolve(profile)
         h, w = image_size(prof, domain)
-        c = prof.synth
-        values = dict(height=h, width=w, domain=domain, malignant_fraction=c.malignant_fraction,
-                      benign_fraction=c.benign_fraction, lesion_contrast=c.lesion_contrast,
-                      lesion_size=c.lesion_size, texture_beta=c.texture_beta,
-                      distortion_share=c.distortion_share)
-        bad = set(overrides) - set(values)
-        if bad:
-            raise ValueError(f"unknown synthetic parameter(s) {sorted(bad)}; known: {sorted(values)}")
-        return cls(**{**values, **overrides})
+        return replace(cls(**asdict(prof.synth), height=h, width=w, domain=domain), overrides, "synthetic parameter")
+
+    def record(self) -> dict:
+        """What a dataset's ``dataset.json`` keeps of them (the patient count is the dataset's own entry)."""
+        return {k: v for k, v in asdict(self).items() if k != "patients"}
