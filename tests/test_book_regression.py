@@ -8,11 +8,10 @@ and say why in the commit (``replace`` drops the other machines' records, which 
 whose numerics were never recorded, ``MAMMOSSL_UPDATE_EXPECTED=add`` on an unchanged tree adds its record.
 
 Why records per machine (``book_findings.py``): the tiny profile is deterministic on one machine, but the same tree
-gave AUCs up to 0.098 apart, and two of twelve verdicts one step apart, on an AMD EPYC (AVX2) session and on the
-machines of the sessions before it (2026-11-27): other CPUs pick other floating-point kernels, and other library
-releases may too (the earlier machines' were not recorded), and training amplifies their last bits. Thread counts
+gave AUCs up to 0.098 apart, and two of twelve verdicts one step apart, on two CPU types: other CPUs pick other
+floating-point kernels, and other library releases may too, and training amplifies their last bits. Thread counts
 matter too: the tiny supervised baseline on CMMD fold 0 after 2 epochs scored test AUC 0.5810 with 2 threads and
-0.5745 with 1 (2026-11-27); the book runs with the default threads (2 here), and the fingerprint includes them.
+0.5745 with 1; the book runs with the default threads, and the fingerprint includes them.
 """
 import os
 import time

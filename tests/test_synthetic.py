@@ -93,7 +93,7 @@ def _shared_estimator():
 
 def test_texture_and_intensity_fall_in_the_real_films_ranges():
     """Generator 2.0 at the paper size, both domains, measured with the real-film estimator: median spectral slope,
-    breast share and intensity percentiles inside ``REAL_FILMS`` (2026-11-27: ddsm beta 3.20, cmmd 3.26)."""
+    breast share and intensity percentiles inside ``REAL_FILMS``."""
     from mammossl_core.config import REAL_FILMS
     from mammossl_core.data.texture import compare_with_real, synthetic_texture
 
