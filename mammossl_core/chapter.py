@@ -15,17 +15,30 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-import seaborn as sns
-import torch
-from IPython.display import display
 
-from . import artefacts, claims
-from .config import EvalConfig, Profile, resolve
-from .evaldata import lesion_detector_ceiling
-from .evaluate import cross_validate
-from .io import cache_root, write_json
-from .results import CrossValidation, Evaluation
+def quiet_libraries() -> None:
+    """Silence, by category and module, the warnings that libraries raise on every call and that say nothing about
+    the chapter's results; every other warning shows in the chapter."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
+    warnings.filterwarnings("ignore", module="umap")  # umap-learn: numba and n_jobs notices
+    warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
+
+
+quiet_libraries()  # before the imports below: tqdm.auto warns when it is first imported in a kernel without ipywidgets
+
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
+from IPython.display import display  # noqa: E402
+
+from . import artefacts, claims  # noqa: E402
+from .config import EvalConfig, Profile, resolve  # noqa: E402
+from .evaldata import lesion_detector_ceiling  # noqa: E402
+from .evaluate import cross_validate  # noqa: E402
+from .io import cache_root, write_json  # noqa: E402
+from .results import CrossValidation, Evaluation  # noqa: E402
 
 
 #: the saved tables that pages and tests outside their chapter read: (chapter, name)
@@ -159,16 +172,6 @@ class Chapter:
 
     def done(self) -> None:
         print(f"wall time: {time.perf_counter() - self.t0:.0f} s")
-
-
-def quiet_libraries() -> None:
-    """Silence, by category and module, the warnings that libraries raise on every call and that say nothing about
-    the chapter's results; every other warning shows in the chapter."""
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
-    warnings.filterwarnings("ignore", module="umap")  # umap-learn: numba and n_jobs notices
-    warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
 
 
 def as_list(value, cast=str) -> list | None:
