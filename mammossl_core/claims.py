@@ -131,7 +131,7 @@ def table(claims: list[Claim], n_boot: int = 2000, seed: int = 0) -> pd.DataFram
     for c in claims:
         e = evidence(c, n_boot, seed)
         rule = (f"{c.a} > {c.b}" + (f" by more than {c.margin:.2f}" if c.margin else "") if c.kind == "better"
-                else f"|{c.a} - {c.b}| < {c.margin:.2f}")
+                else f"-{c.margin:.2f} < {c.a} - {c.b} < {c.margin:.2f}")
         rows.append({"chapter": c.chapter, "claim": c.statement, "paper": c.paper, "tested as": rule,
                      "this run": f"{c.metric} {e.metric_a:.3f} vs {e.metric_b:.3f}",
                      "difference [95% CI]": str(e.difference), "patients": e.difference.groups, "verdict": e.verdict})
@@ -154,10 +154,10 @@ def markdown_page(df: pd.DataFrame, profile: str, dataset: str, machine: str | N
     if counts is not None:
         # the verdicts first, in a table that fits the text column; what each claim was tested against below
         lines += ["Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", ""]
-        short = df.assign(chapter=df.chapter.str[:2])[["chapter", "claim", "difference [95% CI]", "verdict"]]
-        lines += [short.to_markdown(index=False), "", "## How each claim was tested", ""]
-        lines += [df.assign(chapter=df.chapter.str[:2])[["chapter", "claim", "paper", "tested as", "this run",
-                                                          "patients"]].to_markdown(index=False), ""]
+        numbered = df.assign(**{"#": range(1, len(df) + 1)}, chapter=df.chapter.str[:2])
+        lines += [numbered[["#", "chapter", "claim", "difference [95% CI]", "verdict"]].to_markdown(index=False), "",
+                  "## How each claim was tested", ""]
+        lines += [numbered[["#", "paper", "tested as", "this run", "patients"]].to_markdown(index=False), ""]
     else:
         lines += ["No chapter recorded a claim.", ""]
     return "\n".join(lines)
