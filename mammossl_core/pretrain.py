@@ -87,7 +87,7 @@ def method_config(method: str, prof: Profile, overrides: dict) -> PretrainConfig
 
 
 def _not_overridden(changes: dict, overrides: dict) -> dict:
-    """``changes`` without what ``overrides`` set, in nested sections too (``{"swav": {"queue_length": 64}}``)."""
+    """``changes`` without what ``overrides`` set, in a method's section too (``{section: {name: value}}``)."""
     out = {}
     for k, v in changes.items():
         if k not in overrides:
