@@ -272,7 +272,7 @@ def overview_parser() -> argparse.ArgumentParser:
                                  epilog="`mammossl COMMAND --help` lists a command's options.")
     ap.add_argument("--version", action="version", version=f"mammossl {__version__}")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging, library warnings shown")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars; warnings and errors only")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars, errors only")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name, text in COMMANDS.items():
         sub.add_parser(name, help=text)
@@ -285,10 +285,10 @@ def _verbosity(argv: list[str]) -> list[str]:
     import logging
     import os
 
-    level = logging.INFO
+    level = None  # Python's default: warnings and errors of the libraries' loggers
     while argv and argv[0] in ("-v", "--verbose", "-q", "--quiet"):
         if argv[0] in ("-q", "--quiet"):
-            level = logging.WARNING
+            level = logging.ERROR
             os.environ["TQDM_DISABLE"] = "1"  # tqdm reads its switch when it is imported
         else:
             level = logging.DEBUG
@@ -296,7 +296,8 @@ def _verbosity(argv: list[str]) -> list[str]:
 
             warnings.simplefilter("default")
         argv = argv[1:]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if level is not None:
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     return argv
 
 

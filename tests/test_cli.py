@@ -35,3 +35,21 @@ def test_an_unknown_command_is_an_error(capsys):
     with pytest.raises(SystemExit) as e:
         main(["nonsense"])
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_logging_stays_at_its_default_unless_asked(monkeypatch):
+    """Without -v/-q the libraries' INFO logs (papermill's, every cell) stay hidden, as Python has them."""
+    import logging
+
+    from mammossl_core.cli import _verbosity
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    level = root.level
+    assert _verbosity(["book", "run"]) == ["book", "run"] and root.level == level and not root.handlers
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert _verbosity(["-q", "book"]) == ["book"] and root.level == logging.ERROR
+    import os
+
+    assert os.environ["TQDM_DISABLE"] == "1"
+    root.setLevel(level)
