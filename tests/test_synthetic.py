@@ -157,3 +157,17 @@ def test_spiculated_lesions_pull_the_tissue_in():
     diff = np.abs(with_d.astype(float) - without.astype(float))
     ring = ndimage.binary_dilation(mask, iterations=20) & ~mask
     assert diff[ring].mean() > 500 and diff[~ndimage.binary_dilation(mask, iterations=150)].mean() < 50
+
+
+def test_film_and_digital_datasets_of_one_seed_share_no_patient():
+    """The synthetic CBIS-DDSM and CMMD sets drawn with one seed are different women: other anatomy, other lesions."""
+    from mammossl_core.data.synthetic import SynthParams, generate_images
+
+    film, digital = SynthParams.of("tiny", "ddsm"), SynthParams.of("tiny", "cmmd")
+    for index in range(10):
+        a = [(row["density"], row["status"], [les["shape_seed"] for les in lesions])
+             for row, _, lesions, _ in generate_images(index, 0, film)]
+        b = [(row["density"], row["status"], [les["shape_seed"] for les in lesions])
+             for row, _, lesions, _ in generate_images(index, 0, digital)]
+        assert not set(s for _, _, seeds in a for s in seeds) & set(s for _, _, seeds in b for s in seeds)
+        assert a != b or not any(seeds for _, _, seeds in a)

@@ -19,8 +19,9 @@ synthetic screening exams that mimic what matters for the paper (section III):
 * two acquisition domains (paper Fig. 7): ``ddsm`` (scanned film: non-linear film response, fine grain, film-edge
   bands and burned-in labels) and ``cmmd`` (full-field digital: linear processing, quantum noise, clean background).
 
-Every patient is drawn from its own random stream ``(seed, patient index)``, so files are byte-identical for the
-same arguments whatever the number of worker processes.
+Every patient is drawn from its own random stream ``(seed, [domain,] patient index)``, so files are byte-identical
+for the same arguments whatever the number of worker processes, and the two domains drawn with one seed share no
+patient.
 """
 from .acquisition import acquire
 from .anatomy import DENSITY_FRACTION, breast_shape, draw_anatomy, power_law_noise, tissue

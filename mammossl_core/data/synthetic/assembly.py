@@ -61,10 +61,20 @@ def render_image(
     return img, breast, lesion_masks
 
 
+#: each domain's own random streams: the film and the digital datasets drawn with one seed share no patient
+DOMAIN_STREAMS = {"ddsm": (), "cmmd": (1,)}
+
+
+def patient_stream(seed: int, index: int, domain: str) -> list[int]:
+    """The entropy of patient ``index``'s random stream: ``[seed, index]`` for film, ``[seed, 1, index]`` for the
+    digital domain (numpy's SeedSequence gives entropy lists of other lengths independent streams)."""
+    return [seed, *DOMAIN_STREAMS[domain], index]
+
+
 def generate_images(index: int, seed: int, params: SynthParams):
     """Render the images of patient ``index`` in memory: yields ``(image row, uint16 image, lesions, lesion masks)``
     per view, in the order :func:`generate_patient` writes them (the same random stream)."""
-    rng = np.random.default_rng([seed, index])
+    rng = np.random.default_rng(patient_stream(seed, index, params.domain))
     pid = f"{params.domain.upper()}-P{index:05d}"
     density = str(rng.choice(list("abcd"), p=[0.1, 0.4, 0.4, 0.1]))
     sides = ["L", "R"] if rng.random() < 0.6 else [str(rng.choice(["L", "R"]))]

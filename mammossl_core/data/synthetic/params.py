@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from ...config import Profile, SynthConfig, image_size, replace, resolve
 
 
-GENERATOR_VERSION = "2.0"
+GENERATOR_VERSION = "2.1"  # 2.1: the digital domain draws its own patients
 
 
 @dataclass(frozen=True)
