@@ -3,7 +3,7 @@
 No real mammogram can be downloaded where this project is built, so every experiment runs by default on
 synthetic screening exams that mimic what matters for the paper (section III):
 
-* anatomy (generator 2.0, after the ideas of procedural breast phantoms such as VICTRE's breastPhantom and OpenVCT,
+* anatomy (since generator 2.0, after the ideas of procedural breast phantoms such as VICTRE's breastPhantom and OpenVCT,
   reduced to a fast 2-D projection): a breast attached to the chest wall on the left of the image (the project's
   orientation convention) with a nipple, a compressed-thickness fall-off that darkens it towards a thin skin line, a
   subcutaneous fat layer, a fibroglandular cone behind the nipple that is denser towards the chest wall (BI-RADS
