@@ -49,7 +49,7 @@ def test_every_page_of_the_table_of_contents_is_built_and_every_notebook_is_list
 def test_chapter_renders_figure_table_and_no_error(browser, page):
     shots = Path(__file__).parent / "screenshots"
     shots.mkdir(exist_ok=True)
-    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    tab = browser.new_page(viewport={"width": 1300, "height": 900})
     errors = []
     tab.on("pageerror", lambda e: errors.append(str(e)))
     tab.goto(page.as_uri())
@@ -67,6 +67,10 @@ def test_chapter_renders_figure_table_and_no_error(browser, page):
             continue
         target = (page.parent / h.split("#")[0]).resolve()
         assert target.exists(), f"{page.name}: broken link {h}"
+    # code lines fit the text column at a laptop's width (book/_static/mammossl.css wraps them)
+    wide = tab.eval_on_selector_all("div.cell_input pre", """els => els.filter(e => e.scrollWidth > e.clientWidth + 1
+        && e.offsetParent !== null).map(e => e.textContent.slice(0, 60))""")
+    assert not wide, f"{page.name}: code wider than the column: {wide}"
     tab.screenshot(path=str(shots / f"{page.stem}.png"), full_page=False)
     # sphinx-book-theme and sphinx-thebe both declare THEBE_JS_URL: a theme quirk, not our content
     errors = [e for e in errors if "THEBE_JS_URL" not in e]
