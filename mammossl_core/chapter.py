@@ -204,7 +204,6 @@ def from_parameters(namespace: dict) -> Chapter:
 def setup(name: str, profile: str = "tiny", dataset: str = "CBIS-DDSM", data_dir=None, cmmd_dir=None, device=None,
           seed: int = 0, out_dir=None, max_steps=None, batch_size=None, epochs=None, gpus=None) -> Chapter:
     """Resolve a chapter's papermill parameters (the ``parameters`` cell of every notebook has these names)."""
-    quiet_libraries()
     sns.set_theme(style="whitegrid", context="notebook")
     prof = resolve(profile)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

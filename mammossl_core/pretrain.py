@@ -329,9 +329,7 @@ def pretrain(
     if resuming:
         t.load(out / "last.pt")
     elif D.is_main():  # the starting weights, to measure how far pretraining moved each layer
-        checkpoint.save(out / "init.pt", {"model": t.model.backbone.state_dict(),
-                                          "heads": {k: v for k, v in t.model.state_dict().items()
-                                                    if not k.startswith("backbone.")}})
+        checkpoint.save(out / "init.pt", {"model": t.model.backbone.state_dict(), "method": t.model.starting_state()})
     log = RunLog(out, method, t.step, resuming)
     if progress and D.is_main():
         print(f"[pretrain] {method} on {len(train_ds)} samples, {D.world_size()} process(es), global batch "
@@ -369,7 +367,7 @@ def pretrain(
             summary["weight_change"] = weight_change(init["model"], {k: v.cpu() for k, v in
                                                                      t.model.backbone.state_dict().items()})
         summary.update(t.model.summary_stats(clean_batches(val_ds if len(val_ds) else train_ds, t.aug.size, t.dev),
-                                             init.get("heads") if init is not None else None))
+                                             init.get("method") if init is not None else None))
         write_json(out / "summary.json", summary)
     return summary
 

@@ -60,12 +60,15 @@ class SSLMethod(nn.Module):
         parameters whose effect is normalised away downstream: nothing that adds straight into a loss's logits
         may sit in that group (the reason SwAV's prototypes have no bias). Returns the optimiser and its rate."""
         cfg = self.cfg
-        decay, no_decay = get_weight_decay_parameters([self])
         lr = cfg.lr * global_batch / cfg.lr_reference_batch
-        opt = ForeachLARS([{"params": [p for p in decay if p.requires_grad], "weight_decay": cfg.weight_decay},
-                           {"params": [p for p in no_decay if p.requires_grad], "weight_decay": 0.0}],
-                          lr=lr, momentum=cfg.momentum)
-        return opt, lr
+        return ForeachLARS(self.parameter_groups(cfg.weight_decay), lr=lr, momentum=cfg.momentum), lr
+
+    def parameter_groups(self, weight_decay: float) -> list[dict]:
+        """The trained parameters in two optimiser groups: weights with ``weight_decay``, biases and normalisation
+        parameters without (lightly's split)."""
+        decay, no_decay = get_weight_decay_parameters([self])
+        return [{"params": [p for p in decay if p.requires_grad], "weight_decay": weight_decay},
+                {"params": [p for p in no_decay if p.requires_grad], "weight_decay": 0.0}]
 
     def __init__(self, cfg: PretrainConfig, encoder: str | None = None):
         super().__init__()
@@ -78,10 +81,15 @@ class SSLMethod(nn.Module):
     def configure(self, schedule: Schedule) -> None:
         """Called once by the trainer with the run's step counts (methods with their own schedules use them)."""
 
+    def starting_state(self) -> dict:
+        """What :meth:`summary_stats` compares the trained model with, taken before training (kept in ``init.pt``)."""
+        return {}
+
     @torch.no_grad()
     def summary_stats(self, batches, init_state: dict | None = None) -> dict:
         """Method-specific figures for the run's ``summary.json``, computed in eval mode on clean validation
-        ``batches`` ``(B, 3, p, p)`` after training; ``init_state`` is the model's starting state dict."""
+        ``batches`` ``(B, 3, p, p)`` after training; ``init_state`` is :meth:`starting_state` of the untrained
+        model."""
         return {}
 
     def compiled_modules(self) -> list[nn.Module]:

@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 from lightly.models import utils
 from lightly.models.modules import MAEDecoder, MaskedVisionTransformerTorchvision
-from lightly.models.utils import get_weight_decay_parameters
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
@@ -70,10 +69,7 @@ class MAE(SSLMethod):
     def build_optimizer(self, global_batch):
         """AdamW (V.B: lr 0.0024, weight decay 0.05, He et al.'s betas), biases and norms free of weight decay;
         the rate is the paper's, not scaled with the batch."""
-        decay, no_decay = get_weight_decay_parameters([self])
-        opt = torch.optim.AdamW([{"params": [p for p in decay if p.requires_grad], "weight_decay": self.cfg.mae.weight_decay},
-                                 {"params": [p for p in no_decay if p.requires_grad], "weight_decay": 0.0}],
-                                lr=self.cfg.mae.lr, betas=(0.9, 0.95))
+        opt = torch.optim.AdamW(self.parameter_groups(self.cfg.mae.weight_decay), lr=self.cfg.mae.lr, betas=(0.9, 0.95))
         return opt, self.cfg.mae.lr
 
     def __init__(self, cfg, encoder=None):

@@ -138,6 +138,9 @@ class SwAV(SSLMethod):
         z = F.normalize(self.projection(self.backbone(x)), dim=1)
         return z, torch.softmax(self.prototypes(z) / self.cfg.swav.temperature, dim=1)
 
+    def starting_state(self) -> dict:
+        return {"prototypes": self.prototypes.heads[0].weight.detach().cpu().clone()}
+
     @torch.no_grad()
     def summary_stats(self, batches, init_state: dict | None = None) -> dict:
         """Whether the prototypes learned: the entropy of the mean soft assignment over ``batches`` (nats; its
@@ -153,10 +156,9 @@ class SwAV(SSLMethod):
                  "prototype_entropy": float(-(mean * mean.clamp_min(1e-12).log()).sum()),
                  "prototype_entropy_max": math.log(q.shape[1]),
                  "prototypes_used": int((share >= 0.01).sum())}
-        key = "prototypes.heads.0.weight"
-        if init_state is not None and key in init_state:
+        if init_state and "prototypes" in init_state:
             # the prototypes are re-normalised at every forward pass: compare directions
-            w0 = F.normalize(init_state[key].float(), dim=1)
+            w0 = F.normalize(init_state["prototypes"].float(), dim=1)
             w = F.normalize(self.prototypes.heads[0].weight.detach().float().cpu(), dim=1)
             stats["prototype_weight_change"] = float((w - w0).norm() / w0.norm().clamp_min(1e-12))
         return stats
