@@ -34,7 +34,7 @@ def _ensure_data(data: str | None, workdir: Path) -> Path:
         return Path(data)
     d = workdir / "synth"
     if not (d / "dataset.json").is_file():
-        synthesize(d, patients=40, seed=0, profile="tiny", progress=False)
+        synthesize(d, patients=40, seed=0, profile="tiny", progress=False, unlabeled_patients=0)
     return d
 
 
@@ -258,7 +258,7 @@ def bench_predict(data: str | None, workdir: Path, sizes: tuple[str, ...] = ("ti
     for profile in sizes:
         d = workdir / f"predict_{profile}"
         if not (d / "dataset.json").is_file():
-            synthesize(d, patients=10, seed=0, profile=profile, progress=False)
+            synthesize(d, patients=10, seed=0, profile=profile, progress=False, unlabeled_patients=0)
         from mammossl_core.config import resolve
         from mammossl_core.data.products import build_products
 

@@ -244,7 +244,8 @@ def predict_speed(work: Path, profile: str, patients: int, device: str) -> dict:
     from mammossl_core.predict import predict
 
     prof = resolve(profile)
-    d = synthesize(work / "predict_data", patients=patients, seed=1, profile=profile, progress=False, workers=None)
+    d = synthesize(work / "predict_data", patients=patients, seed=1, profile=profile, progress=False, workers=None,
+                   unlabeled_patients=0)
     build_products(d, prof, progress=False)
     run = work / "predict_swav"
     pretrain("swav", d, run, profile, device=device, progress=False, max_steps=2, batch_size=64, val_batches=1,
@@ -335,7 +336,7 @@ def main() -> int:
                      "batch": batch, "tile": size, "methods": {}}
     t = time.perf_counter()
     d = synthesize(work / "synth", patients=12 if smoke else a.patients, seed=0, profile=profile, progress=False,
-                   workers=None)
+                   workers=None, unlabeled_patients=0)
     build_products(d, prof, progress=False)
     store = ImageStore(d)
     n_tiles = len(TileDataset(store, size, prof.data.tile_overlap, prof.data.max_background))

@@ -43,7 +43,8 @@ def _add_prepare_common(q: argparse.ArgumentParser) -> None:
 def cmd_synth(a: argparse.Namespace) -> int:
     from .data.synthetic import synthesize
 
-    overrides = {k: v for k, v in (("lesion_contrast", a.lesion_contrast), ("lesion_size", a.lesion_size)) if v is not None}
+    overrides = {k: v for k, v in (("lesion_contrast", a.lesion_contrast), ("lesion_size", a.lesion_size),
+                                   ("unlabeled_patients", a.unlabeled)) if v is not None}
     if a.format == "dicom":  # the prepared dataset goes beside the tree, the DICOM files under --out
         import tempfile
         from pathlib import Path
@@ -178,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_profile(p)
     p.add_argument("--domain", choices=["ddsm", "cmmd"], default="ddsm", help="film (ddsm) or digital (cmmd)")
-    p.add_argument("--lesion-contrast", type=float, default=None, help="difficulty: lesion contrast")
+    p.add_argument("--unlabeled", type=int, default=None, metavar="N",
+                   help="patients of the unlabelled pool (split 'unlabeled', read by pretraining; default: the profile's)")
+    p.add_argument("--lesion-contrast", type=float, default=None, help="difficulty: median lesion contrast")
     p.add_argument("--lesion-size", type=float, default=None, help="difficulty: lesion size multiplier")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--format", choices=["png", "dicom"], default="png",

@@ -49,15 +49,29 @@ class SynthConfig:
     #: share of breasts carrying a malignant / a benign lesion (the rest are normal)
     malignant_fraction: float = 0.4
     benign_fraction: float = 0.35
-    #: difficulty: lesion contrast against the surrounding tissue (fraction of the breast signal); chosen so that
-    #: the median contrast-to-noise of a lesion against a ring around it is about 1 at the tiny size
+    #: patients of the unlabelled pool (split "unlabeled"): screening exams without labels that pretraining reads
+    #: beside the labelled training split; evaluation never does
+    unlabeled_patients: int = 1200
+    #: difficulty: median lesion contrast against the surrounding tissue (fraction of the breast signal); each
+    #: lesion draws its own, log-uniformly within a factor ``lesion_contrast_spread`` of it, the same for both
+    #: pathologies, so that a faint lesion in dense tissue is as dim as the tissue and a bright one stands out
     lesion_contrast: float = 0.27
+    lesion_contrast_spread: float = 2.0
+    #: calcifications' median contrast, times ``lesion_contrast`` (calcium attenuates more than soft tissue)
+    calc_contrast: float = 2.0
     #: difficulty: lesion size multiplier (1.0 = masses of 18-40 px radius at 1152 rows)
     lesion_size: float = 2.0
     #: power-law exponent of the fibroglandular texture spectrum (1/f^beta, measured ~3 in real films)
     texture_beta: float = 3.0
     #: share of malignant lesions drawn as an architectural distortion (spicules and pulled-in tissue, no mass)
     distortion_share: float = 0.1
+    #: mimics: findings of normal tissue that a brightness detector flags, drawn in every breast whatever its
+    #: pathology, each kind with this probability per breast (summation density: overlapping tissue seen in one view;
+    #: focal asymmetry; vascular calcifications along a vessel; skin calcifications with lucent centres)
+    summation_rate: float = 0.6
+    asymmetry_rate: float = 0.25
+    vascular_rate: float = 0.6
+    skin_calc_rate: float = 0.6
 
 
 #: texture and intensity of real films, the realism targets of the synthetic generator: 8 CBIS-DDSM full mammograms
@@ -250,7 +264,11 @@ class BookConfig:
     own_patients: int = 2
     own_pretrain_steps: int = 20
     #: chapter 0: synthetic patients per domain rendered at the paper size for the texture comparison with real films
-    texture_patients: int = 3
+    texture_patients: int = 6
+    #: chapter 0's difficulty card: patients of the oracle's own synthetic training set (lesion-centred crops, 20% of
+    #: them held out to pick its epoch), and its training epochs
+    oracle_patients: int = 400
+    oracle_epochs: int = 30
 
 
 @dataclass(frozen=True)
@@ -284,8 +302,9 @@ def _tiny() -> Profile:
             # more test patients than 7:1:2 gives (a tiny-profile choice): ~100 test patients for +-0.06 intervals
             split_ratios={"ddsm": (2, 1, 2), "cmmd": (3, 1, 1)},
         ),
-        # 40% malignant / 20% benign / 40% normal breasts: a lesion detector blind to pathology stays well below 1
-        SynthConfig(patients=250, benign_fraction=0.2),
+        # 40% malignant / 20% benign / 40% normal breasts: a lesion detector blind to pathology stays well below 1;
+        # an unlabelled pool of 3x the 100 labelled training patients
+        SynthConfig(patients=250, benign_fraction=0.2, unlabeled_patients=300),
         PretrainConfig(
             encoder="tiny",
             epochs=1,

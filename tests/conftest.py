@@ -24,7 +24,7 @@ def synth_dir(tmp_path_factory):
     from mammossl_core.data.synthetic import synthesize
 
     d = tmp_path_factory.mktemp("synth")
-    synthesize(d, patients=24, seed=3, profile="tiny", workers=2, progress=False)
+    synthesize(d, patients=24, seed=3, profile="tiny", workers=2, progress=False, unlabeled_patients=8)
     return d
 
 

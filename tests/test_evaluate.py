@@ -147,7 +147,7 @@ def test_mip_attention_concentrates_on_lesions(tmp_path_factory):
     from mammossl_core.data.synthetic import synthesize
 
     tmp = tmp_path_factory.mktemp("loc")
-    data = synthesize(tmp / "synth", seed=1, profile="tiny", workers=2, progress=False)
+    data = synthesize(tmp / "synth", seed=1, profile="tiny", workers=2, progress=False, unlabeled_patients=0)
     build_products(data, get_profile("tiny"), progress=False)
     r = E.supervised(data, pooling="mip", profile="tiny", out=tmp / "sup")
     s = report(data, tmp / "sup", tmp / "rep")

@@ -50,7 +50,7 @@ def paper_run(tmp_path_factory):
     dirs = {}
     for domain, (h, w) in SIZE.items():
         dirs[domain] = synthesize(root / domain, patients=PATIENTS, seed=0, profile="paper", domain=domain,
-                                  workers=2, progress=False, height=h, width=w)
+                                  workers=2, progress=False, height=h, width=w, unlabeled_patients=2)
     yield root, dirs
     # the checkpoints and caches take several GB; the executed notebooks (root/chapters) are kept for inspection
     shutil.rmtree(root / "cache", ignore_errors=True)

@@ -22,7 +22,7 @@ def _chmod_tree(root, writable: bool):
 
 
 def test_missing_products_name_their_builder(tmp_path):
-    d = synthesize(tmp_path / "ds", patients=10, seed=1, profile="tiny", workers=1, progress=False)
+    d = synthesize(tmp_path / "ds", patients=10, seed=1, profile="tiny", workers=1, progress=False, unlabeled_patients=0)
     with pytest.raises(DataError, match="mammossl tiles --data"):
         ImageStore(d)
     from mammossl_core.pretrain import pretrain
@@ -38,7 +38,7 @@ def test_read_only_dataset_serves_pretraining_evaluation_and_analyses(tmp_path):
     from mammossl_core.patch_eval import patch_linear_eval
     from mammossl_core.pretrain import pretrain
 
-    d = synthesize(tmp_path / "ds", patients=16, seed=5, profile="tiny", workers=1, progress=False)
+    d = synthesize(tmp_path / "ds", patients=16, seed=5, profile="tiny", workers=1, progress=False, unlabeled_patients=0)
     build_products(d, get_profile("tiny"), progress=False)
     before = _snapshot(d)
     _chmod_tree(d, writable=False)

@@ -5,8 +5,10 @@
     DIR/dataset.json          source, generator/converter version, parameters, seed, counts
     DIR/images.csv            image_id, patient_id, laterality, view, label, path, split, ...
     DIR/lesions.csv           image_id, lesion_id, kind (mass|calc), pathology (malignant|benign), mask_path, ...
+    DIR/mimics.csv            optional (synthetic data): image_id, mimic_id, kind, mask_path, ... of findings of
+                              normal tissue that look like lesions (summation densities, vascular calcifications, ...)
     DIR/images/<id>.png       whole mammogram, 16-bit grayscale, breast on the left (chest wall at x = 0)
-    DIR/masks/<id>_<k>.png    lesion mask, 8-bit 0/255, same size as its image
+    DIR/masks/<id>_<k>.png    lesion (or mimic) mask, 8-bit 0/255, same size as its image
 
 Every file is written under a temporary name and renamed, so a failure never leaves a half-written file.
 """
@@ -25,6 +27,7 @@ from .splits import assign_splits, write_folds
 
 IMAGE_COLUMNS = ["image_id", "patient_id", "laterality", "view", "label", "path", "split"]
 LESION_COLUMNS = ["image_id", "lesion_id", "kind", "pathology", "mask_path"]
+MIMIC_COLUMNS = ["image_id", "mimic_id", "kind", "mask_path", "contrast", "center_row", "center_col", "area_px"]
 LAYOUT_VERSION = 1
 
 
@@ -107,6 +110,8 @@ class PreparedDataset:
         if self.images.image_id.duplicated().any():
             dup = self.images.image_id[self.images.image_id.duplicated()].iloc[0]
             raise DataError(f"{self.root / 'images.csv'}: duplicate image_id {dup!r}")
+        self.mimics = (self._read_table("mimics.csv", MIMIC_COLUMNS[:4], {"image_id": str, "mimic_id": str})
+                       if (self.root / "mimics.csv").is_file() else pd.DataFrame(columns=MIMIC_COLUMNS))
         unknown = set(self.lesions.image_id) - set(self.images.image_id)
         if unknown:
             raise DataError(f"{self.root / 'lesions.csv'}: image_id(s) not in images.csv: {sorted(unknown)[:5]}")

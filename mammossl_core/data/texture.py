@@ -63,8 +63,8 @@ def _patient_texture(args: tuple[int, int, str, str]) -> list[dict]:
     from .synthetic import SynthParams, generate_images
 
     index, seed, profile, domain = args
-    return [{"image_id": meta["image_id"], "density": meta["density"], **_row(texture_stats(img))}
-            for meta, img, _, _ in generate_images(index, seed, SynthParams.of(profile, domain))]
+    return [{"image_id": v.row["image_id"], "density": v.row["density"], **_row(texture_stats(v.image))}
+            for v in generate_images(index, seed, SynthParams.of(profile, domain))]
 
 
 def synthetic_texture(patients: int, seed: int, domain: str, profile: str = "paper",
@@ -93,6 +93,21 @@ def prepared_texture(data_dir, images: int) -> pd.DataFrame:
     ds = PreparedDataset(data_dir)
     return pd.DataFrame([{"image_id": i, **_row(texture_stats(ds.load_image(i)))}
                          for i in ds.images.image_id[:images]])
+
+
+def image_spread(data_dir) -> pd.DataFrame:
+    """Each image's breast median and contrast (95th minus 5th percentile inside the breast, shares of the 16-bit
+    range), from the dataset's image store: how much one exposure differs from the next."""
+    from .tiles import ImageStore
+
+    store = ImageStore(data_dir)
+    rows = []
+    for k, image_id in enumerate(store.image_ids):
+        breast = np.asarray(store.masks[k]) > 0
+        v = np.asarray(store.images[k], dtype=np.float32)[breast] / 65535.0
+        p5, p50, p95 = np.percentile(v, [5, 50, 95]) if v.size else (np.nan,) * 3
+        rows.append({"image_id": image_id, "median": float(p50), "contrast": float(p95 - p5)})
+    return pd.DataFrame(rows)
 
 
 def compare_with_real(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -8,26 +8,41 @@ from scipy import ndimage
 from .params import SynthParams
 
 
+def lesion_contrast(rng: np.random.Generator, kind: str, params: SynthParams) -> float:
+    """A lesion's own contrast, log-uniform within a factor ``lesion_contrast_spread`` of the median of its kind;
+    drawn the same way for both pathologies, so that brightness says nothing about malignancy."""
+    median = params.lesion_contrast * (params.calc_contrast if kind == "calc" else 1.0)
+    return float(median * params.lesion_contrast_spread ** rng.uniform(-1, 1))
+
+
 def draw_lesion(rng: np.random.Generator, pathology: str, params: SynthParams) -> dict:
+    """One finding of ``pathology``. Benign and malignant differ only in morphology: masses in outline, margin and
+    spiculation (their integrated density is normalised to that of a circumscribed mass of the same size, see
+    :func:`render_mass`), calcification clusters in the form and arrangement of their dots; size, contrast, dot
+    size and dot count are drawn from the same distributions for both."""
     kind = "mass" if rng.random() < 0.5 else "calc"
+    radius = rng.uniform(18, 40) * params.lesion_size  # pixels at 1152 rows
+    dot = 0.0
     if pathology == "malignant" and rng.random() < params.distortion_share:
         # architectural distortion: spicules and pulled-in tissue around a faint centre, filed as a mass of shape
         # "distortion" (CBIS-DDSM files it as a mass with shape ARCHITECTURAL_DISTORTION)
-        kind, shape, radius, dot = "mass", "distortion", rng.uniform(22, 40) * params.lesion_size, 0.0
+        kind, shape, radius = "mass", "distortion", rng.uniform(22, 40) * params.lesion_size
     elif kind == "mass":
         shape = rng.choice(["irregular", "spiculated"]) if pathology == "malignant" else rng.choice(["round", "oval"])
-        radius = rng.uniform(18, 40) * params.lesion_size  # pixels at 1152 rows
-        dot = 0.0
     else:
-        shape = "fine-pleomorphic" if pathology == "malignant" else "coarse"
-        radius = (rng.uniform(20, 34) if pathology == "malignant" else rng.uniform(30, 55)) * params.lesion_size
-        dot = (rng.uniform(2.0, 3.0) if pathology == "malignant" else rng.uniform(4.5, 6.5)) * params.lesion_size
+        # malignant: fine pleomorphic (varied, elongated dots) or fine linear branching (strung along ducts);
+        # benign: punctate (round, uniform) or rim (lucent-centred); the cluster's extent is the same for both
+        shape = rng.choice(["fine-pleomorphic", "fine-linear"]) if pathology == "malignant" else \
+            rng.choice(["punctate", "rim"])
+        radius = rng.uniform(22, 45) * params.lesion_size
+        dot = rng.uniform(2.0, 4.5) * params.lesion_size
     return {
         "kind": kind,
         "pathology": pathology,
         "shape": str(shape),
         "radius": float(radius),
         "dot": float(dot),
+        "contrast": lesion_contrast(rng, kind, params),
         "depth": float(rng.uniform(0.25, 0.8)),
         "offset_cc": float(rng.uniform(-1, 1)),
         "offset_mlo": float(rng.uniform(-1, 1)),
@@ -99,6 +114,10 @@ def _spicules(prof: np.ndarray, dy: np.ndarray, dx: np.ndarray, R: float, n: int
             np.maximum(prof[rs:re, cs:ce], sub * strength * frac, out=prof[rs:re, cs:ce])
 
 
+#: the integral of a circumscribed mass's profile over its disc, per unit area (0.8 + 0.2/3)
+_DISC_DENSITY = 0.8 + 0.2 / 3
+
+
 def render_mass(lesion: dict, h: int, w: int, r0: int, c0: int, scale: float) -> tuple[np.ndarray, np.ndarray, tuple]:
     """Mass profile (0..1) and mask in a local window: benign round/oval with circumscribed margins, malignant
     irregular (lobulated, ill-defined margins that fade into the tissue) or spiculated; an architectural
@@ -110,7 +129,7 @@ def render_mass(lesion: dict, h: int, w: int, r0: int, c0: int, scale: float) ->
     dy, dx = yy - r0, xx - c0
     theta = np.arctan2(dy, dx)
     malignant = lesion["pathology"] == "malignant"
-    aspect = rng.uniform(1.0, 1.5) if not malignant else rng.uniform(1.0, 1.2)
+    aspect = rng.uniform(1.0, 1.4)
     rot = rng.uniform(0, np.pi)
     u = dx * np.cos(rot) + dy * np.sin(rot)
     v = -dx * np.sin(rot) + dy * np.cos(rot)
@@ -132,12 +151,29 @@ def render_mass(lesion: dict, h: int, w: int, r0: int, c0: int, scale: float) ->
         mask = rad <= R * 1.2
     if lesion["shape"] in ("spiculated", "distortion"):
         _spicules(prof, dy, dx, R, int(rng.integers(10, 18)), rng, 0.55)
+    if lesion["shape"] != "distortion":  # integrated density of a circumscribed mass of this size, whatever the form
+        prof *= _DISC_DENSITY * np.pi * R**2 * aspect / max(float(prof.sum()), 1e-6)
     return prof.astype(np.float32), mask, (rs, re, cs, ce)
 
 
+def _dot(xx: np.ndarray, yy: np.ndarray, py: float, px: float, sig: float, elong: float, rot: float,
+         rim: bool) -> np.ndarray:
+    """One calcification: a Gaussian of area ``sig**2`` stretched ``elong`` times along ``rot`` (its area kept),
+    or with a lucent centre (``rim``)."""
+    du, dv = xx - px, yy - py
+    u = du * np.cos(rot) + dv * np.sin(rot)
+    v = -du * np.sin(rot) + dv * np.cos(rot)
+    blob = np.exp(-0.5 * ((u / (sig * np.sqrt(elong))) ** 2 + (v * np.sqrt(elong) / sig) ** 2))
+    if rim:  # eggshell: the centre's calcium missing
+        blob = np.clip(blob - 0.8 * np.exp(-0.5 * (u**2 + v**2) / (0.55 * sig) ** 2), 0, None) * 1.6
+    return blob
+
+
 def render_calcs(lesion: dict, h: int, w: int, r0: int, c0: int, scale: float) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """Calcification cluster: benign coarse, round and scattered; malignant fine pleomorphic or fine linear
-    (dots strung along short branching segments, as along a duct), clustered."""
+    """Calcification cluster: benign punctate (round dots of one size) or rim (lucent-centred), scattered over the
+    cluster; malignant fine pleomorphic (dots of varied size and elongation) or fine linear branching (dots strung
+    along two or three short segments, as along a duct). Dot count, mean dot size and peak contrast come from the
+    same distributions for both pathologies."""
     rng = np.random.default_rng(lesion["shape_seed"])
     R = lesion["radius"] * scale
     dot = lesion["dot"] * scale
@@ -145,26 +181,23 @@ def render_calcs(lesion: dict, h: int, w: int, r0: int, c0: int, scale: float) -
     yy, xx = np.mgrid[rs:re, cs:ce].astype(np.float32)
     prof = np.zeros(yy.shape, np.float32)
     malignant = lesion["pathology"] == "malignant"
-    n = rng.integers(10, 22) if malignant else rng.integers(4, 8)
+    n = int(rng.integers(6, 16))
     centres = []
-    if malignant and rng.random() < 0.5:  # fine linear branching: along 2-3 segments
-        for _ in range(int(rng.integers(2, 4))):
-            ang, start = rng.uniform(0, 2 * np.pi), rng.uniform(-0.3, 0.3, 2) * R
-            for t in np.linspace(0, 0.8 * R, n // 2):
+    if lesion["shape"] == "fine-linear":
+        segs = int(rng.integers(2, 4))
+        base = rng.uniform(0, 2 * np.pi)
+        for k in range(segs):
+            ang, start = base + rng.normal(0, 0.5), rng.uniform(-0.3, 0.3, 2) * R
+            for t in np.linspace(0, 0.9 * R, max(2, n // segs)):
                 centres.append((r0 + start[0] + t * np.sin(ang), c0 + start[1] + t * np.cos(ang)))
     while len(centres) < n:
-        rr = R * np.sqrt(rng.uniform(0, 1)) * (0.8 if malignant else 1.0)
+        rr = R * np.sqrt(rng.uniform(0, 1))
         ang = rng.uniform(0, 2 * np.pi)
         centres.append((r0 + rr * np.sin(ang), c0 + rr * np.cos(ang)))
-    for py, px in centres:
-        size = dot * (rng.uniform(0.5, 1.6) if malignant else rng.uniform(0.9, 1.2))
-        elong = rng.uniform(1.0, 3.0) if malignant else 1.0  # pleomorphic: elongated, varied
-        rot = rng.uniform(0, np.pi)
-        du, dv = xx - px, yy - py
-        u = du * np.cos(rot) + dv * np.sin(rot)
-        v = -du * np.sin(rot) + dv * np.cos(rot)
-        sig = max(size, 0.55)
-        blob = np.exp(-0.5 * ((u / (sig * elong)) ** 2 + (v / sig) ** 2))
+    for py, px in centres[:n]:
+        size = dot * (rng.uniform(0.5, 1.5) if malignant else rng.uniform(0.9, 1.1))
+        elong = rng.uniform(1.0, 3.0) if malignant else 1.0
+        blob = _dot(xx, yy, py, px, max(size, 0.55), elong, rng.uniform(0, np.pi), lesion["shape"] == "rim")
         np.maximum(prof, blob * rng.uniform(0.7, 1.0), out=prof)
     mask = (yy - r0) ** 2 + (xx - c0) ** 2 <= (R * 1.15 + dot) ** 2
     return prof, mask, (rs, re, cs, ce)

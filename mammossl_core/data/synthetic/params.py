@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass
 from ...config import Profile, SynthConfig, image_size, replace, resolve
 
 
-GENERATOR_VERSION = "2.1"  # 2.1: the digital domain draws its own patients
+#: 2.1: the digital domain draws its own patients; 3.0: acquisition varies per image, lesions differ by morphology
+#: only, mimics in every breast, an unlabelled pool
+GENERATOR_VERSION = "3.0"
 
 
 @dataclass(frozen=True)
@@ -28,4 +30,4 @@ class SynthParams(SynthConfig):
 
     def record(self) -> dict:
         """What a dataset's ``dataset.json`` keeps of them (the patient count is the dataset's own entry)."""
-        return {k: v for k, v in asdict(self).items() if k != "patients"}
+        return {k: v for k, v in asdict(self).items() if k not in ("patients", "unlabeled_patients")}
