@@ -266,8 +266,9 @@ class BookConfig:
     #: chapter 0: synthetic patients per domain rendered at the paper size for the texture comparison with real films
     texture_patients: int = 6
     #: chapter 0's difficulty card: patients of the oracle's own synthetic training set (lesion-centred crops, 20% of
-    #: them held out to pick its epoch), and its training epochs
-    oracle_patients: int = 400
+    #: them held out to pick its epoch; 0: no oracle, as at the paper profile, whose data are real films), and its
+    #: training epochs
+    oracle_patients: int = 0
     oracle_epochs: int = 30
 
 
@@ -339,7 +340,7 @@ def _tiny() -> Profile:
                    supervised_mip_reference=False,
                    finetune_table3=(("swav", "gap"),),
                    larger_encoders=("tiny", "resnet18"), finetune_larger_encoders=False, larger_encoder_max_steps=60,
-                   umap_tiles=2000,
+                   umap_tiles=2000, oracle_patients=400,
                    cv_folds_run=2, cv_linear=(("DDSM", "gap"), ("CMMD", "gap")), cv_finetune=(("DDSM", "gap"),)),
     )
 

@@ -42,7 +42,10 @@ def test_folder_converter_on_a_written_dicom_tree(synth_dir, tree, tmp_path):
     got = ds.images.set_index(["patient_id", "laterality", "view"]).sort_index()
     want = src.images.set_index(["patient_id", "laterality", "view"]).sort_index()
     assert list(got.index) == list(want.index)  # laterality and view read from the headers
-    assert (got.label.to_numpy() >= 0).all() and set(ds.images.split) <= {"train", "val", "test"}
+    # labels.csv names the labelled breasts; the unlabelled pool comes back unlabelled
+    pool = (want.split == "unlabeled").to_numpy()
+    assert (got.label.to_numpy()[~pool] >= 0).all() and (got.label.to_numpy()[pool] == -1).all()
+    assert set(ds.images.split) <= {"train", "val", "test", "unlabeled"}
     for (key, g), (_, w) in zip(got.iterrows(), want.iterrows()):
         a, b = read_png16(ds.root / g.path), read_png16(src.root / w.path)
         assert not needs_flip(a)  # right breasts (stored on the right) turned to the left

@@ -132,5 +132,5 @@ def test_two_processes_from_the_artefact_cache_give_the_loss_of_one(store, synth
     assert json.loads((two / "config.json").read_text())["world_size"] == 2
     a, b = _losses(one), _losses(two)
     assert len(a) == len(b) == 3
-    assert a == pytest.approx(b, rel=1e-5, abs=1e-6), (a, b)
+    assert a == pytest.approx(b, rel=3e-5, abs=1e-6), (a, b)  # the gloo all-reduce sums in another order
     assert (two / "best.pt").is_file() and not (two / "last.pt").exists()
