@@ -174,7 +174,6 @@ def lesion_oracle(data: str | os.PathLike, split: str = "test", patients: int = 
     from tqdm.auto import tqdm
 
     from .data.layout import read_mask
-    from .data.tiles import ImageStore as _Store
 
     ds = PreparedDataset(data)
     size = resolve_crop(ds)
@@ -201,7 +200,7 @@ def lesion_oracle(data: str | os.PathLike, split: str = "test", patients: int = 
     net.load_state_dict(best_state)
     t = load_eval_data(data).table
     t = t[t.split == split]
-    store = _Store(data)
+    store = ImageStore(data)
     pos = {i: k for k, i in enumerate(store.image_ids)}
     lesions = ds.lesions.groupby("image_id").mask_path.apply(list)
     scores = []

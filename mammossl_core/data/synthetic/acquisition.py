@@ -14,8 +14,8 @@ from .params import SynthParams
 
 
 #: per-domain ranges of each acquisition parameter (uniform): film types and processors differ in speed and slope
-#: (H&D gamma), digital vendors in their tone curves (a power law) and quantum noise; centred so that the median
-#: image keeps the real films' intensity percentiles (``config.REAL_FILMS``)
+#: (H&D gamma), digital vendors in their tone curves (a power law) and quantum noise; centred so that the pooled
+#: intensity percentiles stay near the real films' (``config.REAL_FILMS``, checked by the realism test)
 RANGES = {
     "ddsm": {"exposure": (0.0, 0.1), "contrast": (0.8, 1.2), "curve": (5.0, 6.0), "noise": (0.008, 0.02)},
     "cmmd": {"exposure": (-0.02, 0.06), "contrast": (0.8, 1.15), "curve": (0.7, 1.1), "noise": (0.002, 0.01)},
