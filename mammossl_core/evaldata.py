@@ -55,6 +55,13 @@ def load_eval_data(data: str | os.PathLike, split: str = "split") -> EvalData:
     if table.empty:
         raise DataError(f"{ds.root / 'images.csv'}: no labelled image in a train/val/test split; an unlabelled "
                         "dataset serves pretraining only")
+    # an AUC, a validation pick or a BCE fit on one class is meaningless: say which split of which file lacks one
+    counts = table.groupby("split").label.nunique().reindex(["train", "val", "test"], fill_value=0)
+    if (counts < 2).any():
+        where = "images.csv" if split == "split" else f"folds.csv ({split})"
+        bad = ", ".join(counts[counts < 2].index)
+        raise DataError(f"{ds.root / where}: the {bad} part holds one class only; every part needs benign and "
+                        f"malignant images (too few patients for this split, or a split that is not stratified)")
     table = table.reset_index(drop=True)
     table["pos"] = table.image_id.map(pos)
     return EvalData(Path(data), store, table)

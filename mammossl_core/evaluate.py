@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
 from tqdm.auto import tqdm
 
 from .config import Profile, resolve
@@ -40,11 +42,12 @@ def batches(rows: np.ndarray, batch: int, g: torch.Generator | None):
 
 
 def fit(model: torch.nn.Module, loss: Callable, validate: Callable[[], float], params, train: np.ndarray, lr: float,
-        wd: float, epochs: int, batch: int, seed: int, desc: str, train_mode: Callable[[], None] | None = None
-        ) -> list[dict]:
-    """Adam on ``loss(rows, g)`` over shuffled batches of ``train``, with model selection on validation: the
-    starting state is scored first (``epoch`` -1 in the history) and kept unless an epoch beats it; ``validate()``
-    always runs with the model in eval mode. ``train_mode()`` puts the model in its training mode (default
+        wd: float, epochs: int, batch: int, seed: int, desc: str, train_mode: Callable[[], None] | None = None,
+        keep_start: bool = False) -> list[dict]:
+    """Adam on ``loss(rows, g)`` over shuffled batches of ``train``, with model selection on validation among the
+    trained epochs. The starting state is scored first (``epoch`` -1 in the history); it is a candidate only with
+    ``keep_start`` (finetuning, which starts from a trained stage-1 head): a head or network trained from random
+    weights never returns them. ``validate()`` always runs with the model in eval mode. ``train_mode()`` puts the model in its training mode (default
     ``model.train()``; finetuning keeps batch norm frozen). Returns the history; the model ends in eval mode with
     the selected state."""
     opt = torch.optim.Adam(params, lr=lr, weight_decay=wd)
@@ -52,7 +55,9 @@ def fit(model: torch.nn.Module, loss: Callable, validate: Callable[[], float], p
     model.eval()
     start = validate()
     history = [{"epoch": -1, "train_loss": float("nan"), "val": start}]
-    best, best_score = copy.deepcopy(model.state_dict()), (-np.inf if np.isnan(start) else start)
+    best, best_score = copy.deepcopy(model.state_dict()), (start if keep_start and not np.isnan(start) else -np.inf)
+    if epochs < 1 and not keep_start:
+        raise ValueError(f"{desc}: {epochs} epochs would return the untrained starting state")
     for epoch in tqdm(range(epochs), desc=desc, leave=False):
         (train_mode or model.train)()
         losses = []
@@ -65,8 +70,9 @@ def fit(model: torch.nn.Module, loss: Callable, validate: Callable[[], float], p
         model.eval()
         score = validate()
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val": score})
-        if not np.isnan(score) and score > best_score:
-            best_score, best = score, copy.deepcopy(model.state_dict())
+        # the first trained epoch replaces a starting state that is not a candidate, whatever its score
+        if (not np.isnan(score) and score > best_score) or (epoch == 0 and not keep_start):
+            best_score, best = (-np.inf if np.isnan(score) else score), copy.deepcopy(model.state_dict())
     model.load_state_dict(best)
     model.eval()
     return history
@@ -95,7 +101,7 @@ def _scores(forward, rows: np.ndarray, batch: int) -> np.ndarray:
 
 
 def _fit_bce(model, forward, ev: EvalData, train, val, params, lr, wd, epochs, batch, seed, desc,
-             train_mode=None) -> list[dict]:
+             train_mode=None, keep_start: bool = False) -> list[dict]:
     y_all = torch.as_tensor(ev.table.label.to_numpy().copy(), dtype=torch.float32)
     y_val = ev.table.label.to_numpy()[val]
 
@@ -104,8 +110,38 @@ def _fit_bce(model, forward, ev: EvalData, train, val, params, lr, wd, epochs, b
         return F.binary_cross_entropy_with_logits(logits, y_all[rows].to(logits.device))
 
     history = fit(model, loss, lambda: _auc(y_val, _scores(forward, val, batch)), params, train, lr, wd, epochs,
-                  batch, seed, desc, train_mode)
+                  batch, seed, desc, train_mode, keep_start)
     return [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_auc": h["val"]} for h in history]
+
+
+def _fit_logistic_head(model: WholeImageClassifier, grids, ev: EvalData, train: np.ndarray, e) -> list[dict]:
+    """The linear layer on a parameter-free pooling's frozen features as an L2 logistic regression fitted to
+    convergence (scikit-learn's L-BFGS: deterministic, the optimum of its objective, as the offline linear probes of
+    CLIP and others), on the pooled embeddings standardised with the training rows' statistics. Its inverse
+    regularisation ``C`` is the best mean AUC over patient-grouped, label-stratified folds of the training rows (ties:
+    the stronger regularisation); validation and test are never seen. The fitted weights, with the standardisation
+    folded in, are written into ``model.head``. Returns the history: one row per ``C``, the chosen one marked."""
+    with torch.no_grad():
+        z = torch.cat([model.pooled(*grids(r))[0] for r in batches(np.arange(len(ev.table)), e.batch_size, None)])
+    z = z.double().cpu().numpy()
+    y, groups = ev.table.label.to_numpy(), ev.table.patient_id.to_numpy()
+    mu, sd = z[train].mean(0), z[train].std(0) + 1e-6
+    x = (z - mu) / sd
+
+    def probe(c: float) -> LogisticRegression:
+        return LogisticRegression(C=c, max_iter=10000, tol=1e-8)
+
+    folds = list(StratifiedGroupKFold(n_splits=e.linear_head_folds).split(x[train], y[train], groups[train]))
+    cv = [float(np.mean([_auc(y[train][va], probe(c).fit(x[train][tr], y[train][tr]).decision_function(
+        x[train][va])) for tr, va in folds])) for c in e.linear_head_cs]
+    best = int(np.nanargmax(cv))
+    fitted = probe(e.linear_head_cs[best]).fit(x[train], y[train])
+    w = fitted.coef_[0] / sd
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(w, dtype=model.head.weight.dtype)[None])
+        model.head.bias.fill_(float(fitted.intercept_[0] - (w * mu).sum()))
+    return [{"C": c, "cv_auc": s, "chosen": k == best, "iterations": int(fitted.n_iter_[0]) if k == best else None}
+            for k, (c, s) in enumerate(zip(e.linear_head_cs, cv))]
 
 
 def _finish(out: Path | None, model, ev: EvalData, forward, batch: int, result: dict, history: list[dict],
@@ -154,16 +190,21 @@ def _linear_stage(data, checkpoint, pooling, prof: Profile, split, label_fractio
     model = WholeImageClassifier(trunk, m, pooling, e.mip_hidden).to(device)
     pos = ev.table.pos.to_numpy()
 
-    def forward(rows, train, g):
+    def grids(rows):
         p = pos[rows]
         # float16 -> float32 in torch (exact, like NumPy's, and ~3x faster: it was a third of a tiny linear evaluation)
-        h = torch.from_numpy(feats[p]).float().permute(0, 3, 1, 2).to(device)
-        return model.classify(h, torch.from_numpy(masks[p]).to(device))
+        return torch.from_numpy(feats[p]).float().permute(0, 3, 1, 2).to(device), torch.from_numpy(masks[p]).to(device)
+
+    def forward(rows, train, g):
+        return model.classify(*grids(rows))
 
     model.norm.fit(*grid_statistics(feats, masks, pos[train]))
     params = list(model.pool.parameters()) + list(model.head.parameters())
-    history = _fit_bce(model, forward, ev, train, ev.idx("val"), params, e.linear_lr, e.linear_weight_decay,
-                       e.linear_epochs, e.batch_size, seed, f"linear {pooling}")
+    if e.converged_linear_head and not list(model.pool.parameters()):
+        history = _fit_logistic_head(model, grids, ev, train, e)
+    else:
+        history = _fit_bce(model, forward, ev, train, ev.idx("val"), params, e.linear_lr, e.linear_weight_decay,
+                           e.linear_epochs, e.batch_size, seed, f"linear {pooling}")
     result = {"protocol": "linear", "pooling": pooling, "checkpoint": None if checkpoint is None else str(checkpoint),
               "encoder": enc or meta.get("encoder"), "method": meta.get("method"), "bn": bn,
               "label_fraction": label_fraction, "split": split, "n_train": int(len(train)), "mip_hidden": e.mip_hidden}
@@ -218,7 +259,7 @@ def finetune(data, checkpoint, pooling: str = "gap", profile: str | Profile | No
     forward = _full_forward(model, ev, device, augment=True)
     history = _fit_bce(model, forward, ev, train, ev.idx("val"), model.parameters(), e.finetune_lr,
                        e.finetune_weight_decay, e.finetune_epochs, e.batch_size, seed, f"finetune {pooling}",
-                       train_mode=lambda: freeze_batchnorm(model.train()))
+                       train_mode=lambda: freeze_batchnorm(model.train()), keep_start=True)
     result = {**lin_result, "protocol": "finetune", "batchnorm": "frozen (the encoder's running statistics)"}
     res = _finish(out, model, ev, forward, e.batch_size, result, history, prof, seed)
     if out is not None:  # the whole trained classifier, for heatmaps (analysis.attention) and reuse

@@ -1,7 +1,8 @@
 """The one way from a pretraining checkpoint (or run directory) or an evaluation directory to a model.
 
 * :func:`load_method`: the SSL method of a checkpoint, rebuilt from the configuration saved in it;
-* :func:`patch_encoder`: a patch to one embedding (Table 1), for every method;
+* :func:`patch_encoder`: a patch to one embedding (Table 1), for every method (:func:`random_patch_encoder`: the
+  same architecture untrained);
 * :func:`grid_encoder`: a whole image to a grid of embeddings (paper II.B), pretrained or randomly initialised;
 * :func:`classifier`: the whole-image classifier that an evaluation protocol saved (linear, finetuned, supervised);
 * :func:`profile_of`: the profile a checkpoint was trained at (commands and notebooks default to it).
@@ -53,6 +54,14 @@ def patch_encoder(checkpoint: PathLike, device="cpu") -> nn.Module:
     """``(B, 3, p, p) -> (B, m)`` of a pretraining checkpoint, in eval mode."""
     model, _ = load_method(checkpoint, device=device)
     return model.patch_encoder().to(device).eval()
+
+
+def random_patch_encoder(checkpoint: PathLike, seed: int = 0, device="cpu") -> nn.Module:
+    """The patch encoder of ``checkpoint``'s method and architecture with its weights drawn from ``seed`` instead of
+    trained (the random floor of a probe), in eval mode."""
+    state = ck.load(checkpoint)
+    torch.manual_seed(seed)
+    return build_method(state["method"], pretrain_config(state["config"])).patch_encoder().to(device).eval()
 
 
 def grid_encoder(checkpoint: PathLike | None = None, encoder: str | None = None,

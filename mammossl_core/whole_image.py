@@ -62,12 +62,17 @@ class WholeImageClassifier(nn.Module):
         """Embedding grid ``(B, m, r, c)`` of images ``(B, 1, H, W)`` (duplicated to 3 channels)."""
         return self.trunk(x.expand(-1, 3, -1, -1))
 
+    def pooled(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pooled embedding ``(B, m)`` (what the linear layer reads) and the pooling weights ``(B, r, c)`` of a
+        grid ``(B, m, r, c)`` and grid mask ``(B, r, c)``."""
+        b, m, r, c = h.shape
+        z, w = self.pool(self.norm(h).flatten(2).transpose(1, 2), None if mask is None else mask.flatten(1))
+        return z, w.reshape(b, r, c)
+
     def classify(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and pooling weights from a grid ``(B, m, r, c)`` and grid mask ``(B, r, c)``."""
-        b, m, r, c = h.shape
-        h = self.norm(h)
-        z, w = self.pool(h.flatten(2).transpose(1, 2), None if mask is None else mask.flatten(1))
-        return self.head(z).squeeze(-1), w.reshape(b, r, c)
+        z, w = self.pooled(h, mask)
+        return self.head(z).squeeze(-1), w
 
     def forward(self, x: torch.Tensor, breast: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.grid(x)

@@ -56,6 +56,23 @@ def test_finetune_supervised_fraction_and_cv(synth_dir, swav_run, tmp_path):
     assert len(cv.predictions) == 3 and cv.fold(1).split == "fold1"
 
 
+def test_a_fold_whose_test_part_has_one_class_is_refused_by_name(synth_dir, store, tmp_path):
+    import shutil
+
+    from mammossl_core.data.layout import DataError
+
+    data = tmp_path / "ds"
+    shutil.copytree(synth_dir, data)
+    folds = pd.read_csv(data / "folds.csv", dtype=str)
+    labels = pd.read_csv(data / "images.csv", dtype={"image_id": str}).set_index("image_id").label
+    # fold0 with every malignant image moved from its test part to training
+    folds.loc[(folds.fold0 == "test") & (folds.image_id.map(labels) == 1).to_numpy(), "fold0"] = "train"
+    folds.to_csv(data / "folds.csv", index=False)
+    with pytest.raises(DataError, match=r"folds.csv \(fold0\): the test part holds one class only"):
+        load_eval_data(data, "fold0")
+    assert load_eval_data(data, "fold1").table.split.nunique() == 3  # the other folds are untouched
+
+
 def test_label_fraction_is_patient_level_and_stratified(synth_dir):
     ev = load_eval_data(synth_dir)
     rows = ev.idx("train")
@@ -159,3 +176,72 @@ def test_mip_attention_concentrates_on_lesions(tmp_path_factory):
     assert (tmp / "rep" / "heatmaps.png").is_file()
     assert len(pd.read_csv(tmp / "rep" / "localisation.csv")) == s["images"] > 50
     assert s["wilcoxon_p"] < 0.01 and s["enrichment"] > 2, (r.auc, s)
+
+
+def test_a_model_trained_from_scratch_never_returns_its_starting_state():
+    """Validation that prefers the untrained state: a from-scratch head still returns a trained epoch; finetuning
+    (``keep_start``, starting from a trained stage-1 head) may keep its start."""
+    import torch
+
+    def run(keep_start: bool):
+        torch.manual_seed(0)
+        head = torch.nn.Linear(3, 1)
+        start = {k: v.clone() for k, v in head.state_dict().items()}
+        x, y = torch.randn(32, 3), torch.randint(0, 2, (32,)).float()
+        scores = iter([1.0, 0.2, 0.3, 0.1])  # the start scores best on validation
+        history = E.fit(head, lambda rows, g: torch.nn.functional.binary_cross_entropy_with_logits(
+            head(x[rows]).squeeze(1), y[rows]), lambda: next(scores), head.parameters(), np.arange(32), 0.1, 0.0, 3,
+            8, 0, "t", keep_start=keep_start)
+        same = all(torch.equal(start[k], v) for k, v in head.state_dict().items())
+        return history, same
+
+    history, same = run(False)
+    assert [h["epoch"] for h in history] == [-1, 0, 1, 2] and not same
+    assert run(True)[1]
+    with pytest.raises(ValueError, match="untrained starting state"):
+        E.fit(torch.nn.Linear(1, 1), None, lambda: 0.5, [torch.nn.Parameter(torch.zeros(1))], np.arange(4), 0.1, 0.0,
+              0, 2, 0, "zero epochs")
+
+
+def test_the_gap_head_is_deterministic_and_reaches_the_optimum_of_its_objective():
+    """The converged linear layer (GAP, tiny profile) against the same L2-logistic objective minimised independently
+    (SciPy's L-BFGS on the standardised pooled features, the chosen C), and fitted twice to the same weights."""
+    from types import SimpleNamespace
+
+    import torch
+    from scipy.optimize import minimize
+
+    from mammossl_core.config import get_profile
+    from mammossl_core.whole_image import WholeImageClassifier
+
+    rng = np.random.default_rng(0)
+    n, m = 90, 5
+    label = rng.integers(0, 2, n)
+    h = torch.as_tensor(rng.standard_normal((n, m, 2, 3)) + 0.6 * label[:, None, None, None], dtype=torch.float32)
+    mask = torch.ones(n, 2, 3, dtype=torch.bool)
+    ev = SimpleNamespace(table=pd.DataFrame({"label": label, "patient_id": np.arange(n) // 2}))
+    train = np.arange(60)
+    e = get_profile("tiny").eval
+    assert e.converged_linear_head
+
+    def fitted():
+        model = WholeImageClassifier(torch.nn.Identity(), m, "gap")
+        history = E._fit_logistic_head(model, lambda rows: (h[rows], mask[rows]), ev, train, e)
+        return model, history
+
+    model, history = fitted()
+    again, _ = fitted()
+    assert all(torch.equal(a, b) for a, b in zip(model.head.parameters(), again.head.parameters()))
+    c = [r["C"] for r in history if r["chosen"]][0]
+    z = h.mean((2, 3)).double().numpy()
+    mu, sd = z[train].mean(0), z[train].std(0) + 1e-6
+    x, y = (z[train] - mu) / sd, 2 * label[train] - 1
+
+    def objective(v):  # scikit-learn's: 0.5 |w|^2 + C sum log(1 + exp(-y (x.w + b)))
+        w, b = v[:-1], v[-1]
+        return 0.5 * w @ w + c * np.logaddexp(0, -y * (x @ w + b)).sum()
+
+    ref = minimize(objective, np.zeros(m + 1), method="L-BFGS-B", options={"gtol": 1e-10, "maxiter": 10000}).x
+    logits = model.classify(h, mask)[0].detach().double().numpy()
+    expect = (z - mu) / sd @ ref[:-1] + ref[-1]
+    assert np.abs(logits - expect).max() < 1e-3

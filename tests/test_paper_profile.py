@@ -5,7 +5,8 @@ The notebooks get ``profile="paper"``: the paper's encoders (ResNet-50, ResNet-5
 runs with real data (``data_dir``/``cmmd_dir`` point at prepared datasets, as after ``mammossl prepare``). What is
 capped, so that the whole run fits CI on two cores:
 
-* the data: a small synthetic dataset per domain (``PATIENTS`` patients) at ``SIZE``, a quarter of the paper's
+* the data: a small synthetic dataset per domain (``PATIENTS`` patients; CMMD's five folds need a benign and a
+  malignant patient in every fifth) at ``SIZE``, a quarter of the paper's
   resolution in each direction (measured on 2 cores at 1152x896: ResNet-50 forward + backward 4.4 s per image,
   ResNet-152 22 s; at half resolution the finetuning chapters alone took over 30 minutes);
 * pretraining: ``max_steps`` steps at ``batch_size`` (the schedule still spans the paper's 200 epochs);
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.paper, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-PATIENTS = 10
+PATIENTS = {"ddsm": 10, "cmmd": 12}
 SIZE = {"ddsm": (288, 224), "cmmd": (287, 239)}
 #: ``MAMMOSSL_SMOKE_DEVICE=cuda`` runs the same capped chapters on a GPU (benchmarks/gpu_pretrain.py does)
 CAPS = {"device": os.environ.get("MAMMOSSL_SMOKE_DEVICE", "cpu"), "max_steps": 2, "batch_size": 4, "epochs": 1, "transforms": ["crop", "gamma"],
@@ -49,7 +50,7 @@ def paper_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper")
     dirs = {}
     for domain, (h, w) in SIZE.items():
-        dirs[domain] = synthesize(root / domain, patients=PATIENTS, seed=0, profile="paper", domain=domain,
+        dirs[domain] = synthesize(root / domain, patients=PATIENTS[domain], seed=0, profile="paper", domain=domain,
                                   workers=2, progress=False, height=h, width=w, unlabeled_patients=2)
     yield root, dirs
     # the checkpoints and caches take several GB; the executed notebooks (root/chapters) are kept for inspection

@@ -26,7 +26,8 @@ def patch_class(kind: str, pathology: str) -> int:
         (kind, pathology)]
 
 
-def _clip_corner(center: int, patch: int, size: int) -> int:
+def clip_corner(center: int, patch: int, size: int) -> int:
+    """The first row (column) of a ``patch`` window centred on ``center``, moved inside ``size``."""
     return int(np.clip(center - patch // 2, 0, size - patch))
 
 
@@ -66,7 +67,7 @@ def _build_annotated(data_dir, patch: int, seed: int, max_background: float, pro
             if not m.any():
                 continue
             rr, cc = np.nonzero(m)
-            r0, c0 = _clip_corner(int(rr.mean()), patch, h), _clip_corner(int(cc.mean()), patch, w)
+            r0, c0 = clip_corner(int(rr.mean()), patch, h), clip_corner(int(cc.mean()), patch, w)
             crops.append(np.asarray(img[r0 : r0 + patch, c0 : c0 + patch]))
             rows.append({"image_id": image_id, "lesion_id": les.lesion_id, "cls": patch_class(les.kind, les.pathology),
                          "row": r0, "col": c0})
@@ -74,7 +75,7 @@ def _build_annotated(data_dir, patch: int, seed: int, max_background: float, pro
         ys, xs = np.nonzero(breast)
         for _ in range(100):  # a random breast patch away from every lesion
             j = rng.integers(len(ys))
-            r0, c0 = _clip_corner(ys[j], patch, h), _clip_corner(xs[j], patch, w)
+            r0, c0 = clip_corner(ys[j], patch, h), clip_corner(xs[j], patch, w)
             window = (slice(r0, r0 + patch), slice(c0, c0 + patch))
             if 1 - breast[window].mean() <= max_background and not lesion_union[window].any():
                 crops.append(np.asarray(img[window]))

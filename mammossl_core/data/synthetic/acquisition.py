@@ -17,8 +17,8 @@ from .params import SynthParams
 #: (H&D gamma), digital vendors in their tone curves (a power law) and quantum noise; centred so that the pooled
 #: intensity percentiles stay near the real films' (``config.REAL_FILMS``, checked by the realism test)
 RANGES = {
-    "ddsm": {"exposure": (0.0, 0.1), "contrast": (0.8, 1.2), "curve": (5.0, 6.0), "noise": (0.008, 0.02)},
-    "cmmd": {"exposure": (-0.02, 0.06), "contrast": (0.8, 1.15), "curve": (0.7, 1.1), "noise": (0.002, 0.01)},
+    "ddsm": {"exposure": (-0.035, 0.065), "contrast": (0.75, 1.1), "curve": (5.0, 6.0), "noise": (0.008, 0.02)},
+    "cmmd": {"exposure": (-0.05, 0.03), "contrast": (0.8, 1.1), "curve": (0.7, 1.1), "noise": (0.002, 0.01)},
 }
 #: the signal level of fat, about which the beam contrast scales the tissue's attenuation
 _FAT = 0.3

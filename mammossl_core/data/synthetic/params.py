@@ -7,8 +7,8 @@ from ...config import Profile, SynthConfig, image_size, replace, resolve
 
 
 #: 2.1: the digital domain draws its own patients; 3.0: acquisition varies per image, lesions differ by morphology
-#: only, mimics in every breast, an unlabelled pool
-GENERATOR_VERSION = "3.0"
+#: only, mimics in every breast, an unlabelled pool; 3.1: acquisition ranges recentred on the real films' percentiles
+GENERATOR_VERSION = "3.1"
 
 
 @dataclass(frozen=True)
