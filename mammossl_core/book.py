@@ -22,7 +22,7 @@ from pathlib import Path
 from . import source_digest
 from .chapter import dataset_label
 from .config import resolve
-from .pages import write_claims_page, write_seeds_page
+from .pages import replicate_results, write_claims_page, write_preregistration_page, write_seeds_page
 
 
 def _repo() -> Path:
@@ -135,9 +135,12 @@ def run_notebooks(profile: str = "tiny", params: dict | None = None, only: list[
         kernel.close()
     _write_timings(out_dir / "timings.json", records)
     label = dataset_label(params.get("data_dir"), params.get("dataset", "CBIS-DDSM"))
-    write_claims_page(Path(params["out_dir"]), out_dir / "claims.md", profile, label, params.get("seed", 0))
-    if out_dir == repo / "book" / "chapters":
+    book = out_dir == repo / "book" / "chapters"
+    write_claims_page(Path(params["out_dir"]), out_dir / "claims.md", profile, label, params.get("seed", 0),
+                      replicate_results(out_dir) if book else [])
+    if book:
         write_seeds_page(out_dir, profile, label)
+        write_preregistration_page(out_dir / "preregistration.md")
     return records
 
 
@@ -219,6 +222,28 @@ def run_seeds(profile: str = "tiny", params: dict | None = None, seeds: list[int
     return records
 
 
+def run_replicates(profile: str = "tiny", params: dict | None = None, replicates: list[int] | None = None,
+                   force: bool = False) -> list[dict]:
+    """Re-execute the chapters that test a claim as training replicates (:mod:`mammossl_core.preregistration`:
+    replicates 1 .. ``replicates - 1`` of the plan by default): the same dataset, training seed ``seed + 1000 r``;
+    each replicate's notebooks and results go to ``book/chapters/replicates/rep_<r>/``, and the claims page is
+    rewritten with every replicate pooled."""
+    from .preregistration import plan
+
+    chapters = _repo() / "book" / "chapters"
+    only = sorted({r.chapter[:2] for r in plan().claims})
+    records = []
+    for r in replicates if replicates is not None else range(1, plan().replicates):
+        print(f"[book] training replicate {r}: chapters {', '.join(only)}", flush=True)
+        records += run_notebooks(profile, {**(params or {}), "replicate": r}, only, force,
+                                 out_dir=chapters / "replicates" / f"rep_{r}")
+    params = {"profile": profile, **(params or {})}
+    label = dataset_label(params.get("data_dir"), params.get("dataset", "CBIS-DDSM"))
+    write_claims_page(chapters / "results", chapters / "claims.md", profile, label, params.get("seed", 0),
+                      replicate_results(chapters))
+    return records
+
+
 def build(book_dir: Path | None = None) -> Path:
     """``jupyter-book build`` (warnings are errors, notebooks are not executed again); returns the HTML folder."""
     from .viz import pipeline_figure
@@ -238,11 +263,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="mammossl book", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["run", "build", "all", "seeds"],
+    ap.add_argument("action", choices=["run", "build", "all", "seeds", "replicates"],
                     help="run: execute the notebooks; build: the HTML; all: both; seeds: the seed chapters at other "
-                         "dataset seeds (then `build` again)")
+                         "dataset seeds; replicates: the claim chapters as training replicates (then `build` again)")
     ap.add_argument("--seeds", nargs="*", type=int, default=None, help="dataset seeds for `seeds` (default: the "
                     "profile's BookConfig.other_seeds)")
+    ap.add_argument("--replicates", nargs="*", type=int, default=None, help="training replicates for `replicates` "
+                    "(default: 1 .. the pre-registered count - 1)")
     ap.add_argument("--profile", default="tiny", choices=["tiny", "paper"])
     ap.add_argument("--data-dir", default=None, help="a prepared CBIS-DDSM dataset (default: synthetic)")
     ap.add_argument("--cmmd-dir", default=None, help="a prepared CMMD dataset (default: synthetic)")
@@ -256,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             run_notebooks(a.profile, params, a.only, a.force)
         if a.action == "seeds":
             run_seeds(a.profile, params, a.seeds, a.force)
+        if a.action == "replicates":
+            run_replicates(a.profile, params, a.replicates, a.force)
         if a.action in ("build", "all"):
             print(f"[book] HTML in {build()}")
     except NotebookError as e:

@@ -34,6 +34,7 @@ import torch  # noqa: E402
 from IPython.display import display  # noqa: E402
 
 from . import artefacts, claims  # noqa: E402
+from .preregistration import plan  # noqa: E402
 from .config import EvalConfig, Profile, resolve  # noqa: E402
 from .evaldata import lesion_detector_ceiling  # noqa: E402
 from .evaluate import cross_validate  # noqa: E402
@@ -78,6 +79,8 @@ class Chapter:
     cmmd_dir: str | None = None
     #: pretraining processes, one per GPU (None: every visible GPU; 1 on a CPU)
     gpus: int | None = None
+    #: the training replicate: its training seed is ``seed + 1000 * replicate`` on the same dataset
+    replicate: int = 0
     t0: float = field(default_factory=time.perf_counter)
     _ceiling: float | None = None
     #: pretraining runs of this chapter whose global batch had to shrink to fit the GPUs (for the captions)
@@ -141,22 +144,29 @@ class Chapter:
         styler = table.style.hide(axis="index").format(precision=digits, na_rep="")
         display(styler.set_caption(self.caption(what, encoder, ceiling)))
 
-    def claim(self, statement: str, paper: str, a: str, a_run: Evaluation | CrossValidation, b: str,
-              b_run: Evaluation | CrossValidation, kind: str = "better", margin: float = 0.0,
-              metric: str = "auc") -> claims.Evidence:
-        """Record a claim of the paper with the saved runs that test it (their predictions; every fold's for a
-        cross-validation) and return this run's evidence (:func:`mammossl_core.claims.evidence`)."""
-        c = claims.Claim(self.name, statement, paper, a, a_run.predictions, b, b_run.predictions, kind, margin,
-                         metric)
-        claims.record(self.out_dir, c)
-        return claims.evidence(c, self.prof.eval.bootstrap, self.seed)
+    def claim(self, key: str, paper: str, a: str, a_run: Evaluation | CrossValidation, b: str,
+              b_run: Evaluation | CrossValidation, paper_effect: float | None = None, **fill) -> claims.Evidence:
+        """Record this replicate's evidence for the pre-registered claim ``key`` (its statement, with ``fill`` put
+        into its placeholders, and its rule come from :mod:`mammossl_core.preregistration`): the saved runs that
+        test it (their test predictions are copied beside the chapter's results) and the paper's effect ``a - b``
+        where it reports one. Returns this replicate's evidence (:func:`mammossl_core.claims.evidence`)."""
+        rule = plan().rule(key)
+        if rule.chapter != self.name:
+            raise ValueError(f"claim {key!r} is registered for {rule.chapter}, not {self.name}")
+        c = claims.Claim(key, self.name, rule.statement.format(**fill), paper, a, a_run.predictions, b,
+                         b_run.predictions, paper_effect, self.replicate)
+        return claims.evidence([claims.record(self.out_dir, c)], seed=self.seed)
 
     def show_claims(self) -> pd.DataFrame:
-        """The chapter's claim checks, recomputed from the saved predictions."""
-        mine = [c for c in claims.load(self.out_dir) if c.chapter == self.name]
-        table = claims.table(mine, self.prof.eval.bootstrap, self.seed)
+        """The chapter's claim checks, recomputed from the saved predictions (this replicate; unadjusted for
+        multiplicity: the book's claims page pools the replicates and adjusts)."""
+        mine = claims.load(self.out_dir, self.name)
+        table = claims.table(claims.by_claim(mine), seed=self.seed, adjust=False)
         if len(table):
-            self.show(table.drop(columns="chapter"), "Claim checks of this chapter (paired bootstrap over patients)")
+            table["MDE"] = table.MDE.round(3)
+            self.show(table[["claim", "role", "tested as", "this run", "difference [95% CI]", "MDE", "paper inside",
+                             "verdict"]], "Claim checks of this chapter (paired bootstrap over patients; one "
+                      "training replicate)")
         return table
 
     def save(self, name: str, obj: dict | pd.DataFrame) -> Path:
@@ -187,8 +197,8 @@ def as_list(value, cast=str) -> list | None:
 
 
 #: the papermill parameters that every chapter's ``parameters`` cell defines (chapters add their own grids)
-PARAMETERS = ("chapter", "profile", "dataset", "data_dir", "cmmd_dir", "device", "gpus", "seed", "out_dir",
-              "max_steps", "batch_size", "epochs")
+PARAMETERS = ("chapter", "profile", "dataset", "data_dir", "cmmd_dir", "device", "gpus", "seed", "replicate",
+              "out_dir", "max_steps", "batch_size", "epochs")
 
 
 def from_parameters(namespace: dict) -> Chapter:
@@ -202,16 +212,21 @@ def from_parameters(namespace: dict) -> Chapter:
 
 
 def setup(name: str, profile: str = "tiny", dataset: str = "CBIS-DDSM", data_dir=None, cmmd_dir=None, device=None,
-          seed: int = 0, out_dir=None, max_steps=None, batch_size=None, epochs=None, gpus=None) -> Chapter:
-    """Resolve a chapter's papermill parameters (the ``parameters`` cell of every notebook has these names)."""
+          seed: int = 0, out_dir=None, max_steps=None, batch_size=None, epochs=None, gpus=None,
+          replicate: int = 0) -> Chapter:
+    """Resolve a chapter's papermill parameters (the ``parameters`` cell of every notebook has these names).
+    ``seed`` draws the dataset; pretraining and evaluation use the training seed ``seed + 1000 * replicate``."""
     sns.set_theme(style="whitegrid", context="notebook")
     prof = resolve(profile)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     data = artefacts.dataset(data_dir, prof, "ddsm", seed=seed)
-    pre = {k: v for k, v in {"max_steps": max_steps, "batch_size": batch_size, "seed": seed}.items() if v is not None}
+    train_seed = seed + 1000 * int(replicate)
+    pre = {k: v for k, v in {"max_steps": max_steps, "batch_size": batch_size, "seed": train_seed}.items()
+           if v is not None}
     evo = {"linear_epochs": epochs, "finetune_epochs": epochs, "supervised_epochs": epochs} if epochs else {}
     out = Path(out_dir) if out_dir else cache_root() / "results" / prof.name
-    ch = Chapter(name, prof.name, prof, device, seed, data, dataset_label(data_dir, dataset), out, pre, evo,
-                 cmmd_dir, gpus)
+    ch = Chapter(name, prof.name, prof, device, train_seed, data, dataset_label(data_dir, dataset), out, pre, evo,
+                 cmmd_dir, gpus, replicate=int(replicate))
+    claims.reset(out, name)  # this execution records the chapter's claims afresh
     print(f"profile {prof.name}, data: {ch.source}, device {device}")
     return ch

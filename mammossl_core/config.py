@@ -219,9 +219,10 @@ class EvalConfig:
     bootstrap: int = 2000
     #: tiled patches that set a random encoder's batch-norm statistics (the "BatchNorm re-estimated" baseline)
     bn_tiles: int = 8192
-    #: a pooling without parameters (GAP) gets its linear layer as an L2 logistic regression fitted to convergence
-    #: (L-BFGS) on the pooled frozen features, its inverse regularisation from ``linear_head_cs`` by patient-grouped
-    #: cross-validation (``linear_head_folds`` folds, AUC) inside the training split; off: the paper's Adam epochs
+    #: GAP's linear layer as an L2 logistic regression fitted to convergence (L-BFGS) on the pooled frozen features,
+    #: its inverse regularisation from ``linear_head_cs`` by patient-grouped cross-validation (``linear_head_folds``
+    #: folds, AUC) inside the training split; MIP starts from that solution with uniform attention (exactly GAP) and
+    #: its Adam epochs keep it unless validation prefers one. Off: the paper's Adam epochs from random weights
     converged_linear_head: bool = False
     linear_head_cs: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
     linear_head_folds: int = 3

@@ -200,8 +200,13 @@ def _linear_stage(data, checkpoint, pooling, prof: Profile, split, label_fractio
 
     model.norm.fit(*grid_statistics(feats, masks, pos[train]))
     params = list(model.pool.parameters()) + list(model.head.parameters())
-    if e.converged_linear_head and not list(model.pool.parameters()):
+    if e.converged_linear_head and model.pool.starts_as_gap:
+        # GAP's converged linear layer, then (MIP) attention trained from it: MIP contains GAP, and starts there
+        model.pool.start_as_gap()
         history = _fit_logistic_head(model, grids, ev, train, e)
+        if list(model.pool.parameters()):
+            history += _fit_bce(model, forward, ev, train, ev.idx("val"), params, e.linear_lr, e.linear_weight_decay,
+                                e.linear_epochs, e.batch_size, seed, f"linear {pooling}", keep_start=True)
     else:
         history = _fit_bce(model, forward, ev, train, ev.idx("val"), params, e.linear_lr, e.linear_weight_decay,
                            e.linear_epochs, e.batch_size, seed, f"linear {pooling}")

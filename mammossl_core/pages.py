@@ -1,5 +1,6 @@
-"""The book's generated pages: every chapter's claim checks (``claims.md``) and the seed chapters' findings at every
-dataset seed that was run (``seeds.md``), recomputed from the saved predictions when the page is written."""
+"""The book's generated pages: every chapter's claim checks (``claims.md``), the seed chapters' findings at every
+dataset seed that was run (``seeds.md``), recomputed from the saved predictions when the page is written, and the
+pre-registered analysis plan (``preregistration.md``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,7 @@ def seed_findings(chapters_dir: Path, profile: str) -> pd.DataFrame:
         for c in claims.load(res):
             if c.chapter[:2] in prof.book.seed_chapters:  # bootstrapped with the run's seed, as its chapter did
                 try:
-                    e = claims.evidence(c, prof.eval.bootstrap, seed)
+                    e = claims.evidence([c], prof.eval.bootstrap, seed)
                 except FileNotFoundError:  # a seed run of an earlier cache: say so instead of failing the book
                     rows.setdefault((c.chapter, c.statement), {})[label] = "predictions gone: run the seeds again"
                     continue
@@ -63,14 +64,51 @@ def write_seeds_page(chapters_dir: Path, profile: str, dataset: str) -> Path:
     return page
 
 
-def write_claims_page(results_dir: Path, page: Path, profile: str, dataset: str, seed: int = 0) -> Path:
-    """The book's page of every chapter's claim checks, recomputed from the saved predictions
-    (:func:`mammossl_core.claims.table`) with the bootstrap seed the chapters used."""
+def replicate_results(chapters_dir: Path) -> list[Path]:
+    """The results folders of the training replicates run beside the book (``book replicates``), in order."""
+    return [d / "results" for d in sorted((Path(chapters_dir) / "replicates").glob("rep_*"),
+                                          key=lambda p: int(p.name.split("_")[1])) if (d / "results").is_dir()]
+
+
+def write_claims_page(results_dir: Path, page: Path, profile: str, dataset: str, seed: int = 0,
+                      replicates: list[Path] = ()) -> Path:
+    """The book's page of every chapter's claim checks, pooled over the book's results and the ``replicates``'
+    results folders and recomputed from their saved predictions (:func:`mammossl_core.claims.table`), with its
+    forest plot beside it."""
     from .numerics import fingerprint
 
-    prof = resolve(profile)
-    df = claims.table(claims.load(results_dir), prof.eval.bootstrap, seed)
+    sets = [claims.load(results_dir)] + [claims.load(r) for r in replicates]
+    df = claims.table(claims.by_claim(*sets), seed=seed)
     fp = fingerprint()
     machine = f"{fp['cpu']}, {fp['threads']} threads, numerics fingerprint `{fp['fingerprint']}`"
-    page.write_text(claims.markdown_page(df, profile, dataset, machine))
+    forest = claims.forest_plot(df, page.with_name("claims_forest.png")).name if len(df) else None
+    page.write_text(claims.markdown_page(df, profile, dataset, machine, forest))
+    return page
+
+
+def write_preregistration_page(page: Path) -> Path:
+    """The book's page of the pre-registered analysis plan (:mod:`mammossl_core.preregistration`)."""
+    from .preregistration import PATH, plan
+
+    p = plan()
+    rules = pd.DataFrame([{"key": r.key, "chapter": r.chapter[:2], "statement": r.statement,
+                           "role": "primary" if r.key == p.primary else "secondary", "kind": r.kind,
+                           "margin": r.margin, "metric": r.metric} for r in p.claims])
+    lines = ["# Pre-registration", "",
+             "The claims of the book, the rule that decides each, and the analysis, fixed in "
+             "`mammossl_core/preregistration.toml` before confirmatory runs; the chapters name their claims by key "
+             "and the claims page reads the rules from this file, so no notebook can test a claim under another rule.",
+             "", f"* Level: {p.alpha} two-sided ({100 * (1 - p.alpha):.0f}% intervals); minimum detectable effects "
+             f"at {100 * p.power:.0f}% power.",
+             f"* Primary claim: `{p.primary}`; the secondary claims' p-values are adjusted by {p.multiplicity.title()}'s "
+             "method as one family.",
+             f"* Evidence: {p.replicates} independent training replicates per claim (training seed "
+             "`seed + 1000 r` on the same dataset), pooled by a two-level bootstrap over patients and replicates "
+             f"({p.bootstrap} resamples).",
+             f"* Fragile: an interval bound within {p.fragile_se} bootstrap standard errors of its threshold.",
+             f"* Development looked at dataset seeds {', '.join(map(str, p.development_seeds))}; the confirmatory "
+             f"seeds are {', '.join(map(str, p.confirmatory_seeds))}.", "",
+             rules.to_markdown(index=False), "", "The file itself:", "", "```toml", PATH.read_text().rstrip(), "```",
+             ""]
+    page.write_text("\n".join(lines))
     return page

@@ -26,10 +26,16 @@ class GAP(nn.Module):
 
     #: whether its weights are learned attention (worth drawing as a heatmap); GAP's are uniform
     attends = False
+    #: whether :meth:`start_as_gap` can make it pool exactly as GAP (so that a linear layer fitted on GAP's features
+    #: is a valid start for it)
+    starts_as_gap = True
 
     @classmethod
     def build(cls, m: int, mip_hidden: int = 512) -> "GAP":
         return cls()
+
+    def start_as_gap(self) -> None:
+        """Nothing to do: GAP is GAP."""
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         mask = _check(h, mask)
@@ -49,10 +55,18 @@ class MIP(nn.Module):
     """
 
     attends = True
+    starts_as_gap = True
 
     @classmethod
     def build(cls, m: int, mip_hidden: int = 512) -> "MIP":
         return cls(m, mip_hidden)
+
+    def start_as_gap(self) -> None:
+        """Set ``w = 0``: every breast cell scores 0, the attention is uniform and ``z`` is GAP's (equation 1), so
+        MIP contains GAP and training starts from it. ``V`` and ``U`` keep their random start: ``w`` receives the
+        first gradients and the gates follow."""
+        with torch.no_grad():
+            self.w.weight.zero_()
 
     def __init__(self, m: int, n: int = 512):
         super().__init__()
@@ -81,6 +95,8 @@ class SA(nn.Module):
     """
 
     attends = True
+    #: a class token through a transformer layer is not an average of the cells at any setting of its weights
+    starts_as_gap = False
 
     @classmethod
     def build(cls, m: int, mip_hidden: int = 512) -> "SA":

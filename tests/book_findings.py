@@ -31,10 +31,11 @@ def findings(results: Path) -> dict:
     """Verdicts and rounded numbers of every recorded claim, and the AUCs of the chapters' saved tables."""
     out: dict = {"claims": {}, "tables": {}}
     for c in claims.load(results):
-        e = claims.evidence(c, n_boot=500)
+        e = claims.evidence([c], n_boot=500)
         out["claims"][f"{c.chapter}: {c.statement}"] = {
             "verdict": e.verdict, "a": round(e.metric_a, 3), "b": round(e.metric_b, 3),
-            "diff": round(e.difference.diff, 3), "low": round(e.difference.low, 3), "high": round(e.difference.high, 3)}
+            "diff": round(e.difference.diff, 3), "low": round(e.difference.low, 3), "high": round(e.difference.high, 3),
+            "se": round(e.difference.se, 4)}
     lin = result_path(results, *LINEAR_EVALUATION)
     if lin.is_file():
         out["tables"]["04 linear evaluation"] = {r.model: round(r.auc, 3) for r in pd.read_csv(lin).itertuples()}

@@ -4,6 +4,7 @@ actually moving the encoder's weights."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -75,3 +76,21 @@ def test_lesion_detector_ceiling(store, synth_dir):
     c = lesion_detector_ceiling(synth_dir)
     t = load_eval_data(synth_dir).table
     assert 0.5 <= c <= 1 and np.isfinite(c) and (t.split == "test").any()
+
+
+def test_localisation_resamples_patients_not_views():
+    """Two views of one patient are one unit: duplicating every patient's views leaves the Wilcoxon test over
+    patients unchanged (an image-level test would count them twice and grow more certain)."""
+    from mammossl_core.analysis.attention import localisation_summary
+
+    rng = np.random.default_rng(0)
+    n = 12
+    att = rng.uniform(0.05, 0.3, n)
+    loc = pd.DataFrame({"image_id": [f"I{k}" for k in range(n)], "patient_id": [f"P{k}" for k in range(n)],
+                        "attention_on_lesion": att, "chance": np.full(n, 0.1),
+                        "pointing_hit": (att > 0.15).astype(float)})
+    twice = pd.concat([loc, loc.assign(image_id=loc.image_id + "b")], ignore_index=True)
+    a, b = localisation_summary(loc, n_boot=300), localisation_summary(twice, n_boot=300)
+    assert a["patients"] == b["patients"] == n and b["images"] == 2 * n
+    assert a["wilcoxon_p"] == pytest.approx(b["wilcoxon_p"]) and a["enrichment"] == pytest.approx(b["enrichment"])
+    assert a["enrichment_low"] < a["enrichment"] < a["enrichment_high"] and 0 <= a["pointing_p"] <= 1

@@ -245,3 +245,12 @@ def test_the_gap_head_is_deterministic_and_reaches_the_optimum_of_its_objective(
     logits = model.classify(h, mask)[0].detach().double().numpy()
     expect = (z - mu) / sd @ ref[:-1] + ref[-1]
     assert np.abs(logits - expect).max() < 1e-3
+
+
+@pytest.mark.slow
+def test_mip_linear_evaluation_starts_from_gap_and_never_scores_below_it_on_validation(synth_dir, store):
+    """At the tiny profile MIP's linear evaluation starts from GAP's converged solution (uniform attention) and keeps
+    it unless an epoch does better on validation: its validation AUC is at least GAP's on the same features."""
+    gap = E.linear_eval(synth_dir, None, "gap", "tiny", encoder="tiny", linear_epochs=3)
+    mip = E.linear_eval(synth_dir, None, "mip", "tiny", encoder="tiny", linear_epochs=3)
+    assert mip.val_auc >= gap.val_auc - 1e-6

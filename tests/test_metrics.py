@@ -107,3 +107,60 @@ def test_resampled_aucs_are_scikit_learns_on_every_resample():
             assert np.array_equal(np.bincount(i, minlength=len(y)), row)
         np.testing.assert_allclose(_weighted_aucs(y, a, w), [roc_auc_score(y[i], a[i]) for i in idx], rtol=0,
                                    atol=1e-12)
+
+
+def _replicates(rng, n=150, r=4, spread=0.8):
+    """Labels, patients, and ``r`` replicates of two arms whose gap varies between replicates (training variance)."""
+    y = (rng.random(n) < 0.4).astype(int)
+    patients = np.arange(n) // 3
+    a = [y * (1.0 + spread * rng.standard_normal()) + rng.standard_normal(n) for _ in range(r)]
+    b = [y * 0.5 + rng.standard_normal(n) for _ in range(r)]
+    return y, patients, a, b
+
+
+def test_pooled_difference_agrees_with_a_slow_reference():
+    """The two-level bootstrap against an explicit loop: the same patient resamples (as multiplicities, which
+    scikit-learn's AUC takes as sample weights) and the same replicate draws, one resample at a time."""
+    from sklearn.metrics import roc_auc_score
+
+    from mammossl_core.metrics import _resample_weights, pooled_paired_difference
+
+    rng = np.random.default_rng(5)
+    y, patients, a, b = _replicates(rng)
+    fast = pooled_paired_difference(y, a, b, n_boot=300, seed=7, groups=patients)
+    w = _resample_weights(y, patients, 300, 7)
+    draws = np.random.default_rng([7, 2]).integers(0, len(a), (len(w), len(a)))
+    slow = np.array([np.mean([roc_auc_score(y, a[r], sample_weight=w[k]) - roc_auc_score(y, b[r], sample_weight=w[k])
+                              for r in draws[k]]) for k in range(len(w))])
+    assert fast.low == pytest.approx(np.percentile(slow, 2.5), abs=1e-12)
+    assert fast.high == pytest.approx(np.percentile(slow, 97.5), abs=1e-12)
+    assert fast.se == pytest.approx(slow.std(ddof=1), abs=1e-12)
+    points = [roc_auc_score(y, ar) - roc_auc_score(y, br) for ar, br in zip(a, b)]
+    assert fast.diff == pytest.approx(np.mean(points)) and fast.replicates == pytest.approx(points)
+
+
+def test_pooled_difference_holds_the_training_variance():
+    """One replicate is the paired bootstrap; disagreeing replicates widen the interval beyond the patient sampling;
+    changing one replicate's predictions moves the pooled estimate."""
+    from mammossl_core.metrics import paired_difference, pooled_paired_difference
+
+    rng = np.random.default_rng(6)
+    y, patients, a, b = _replicates(rng, spread=1.5)
+    one = pooled_paired_difference(y, a[:1], b[:1], n_boot=400, groups=patients)
+    assert one == paired_difference(y, a[0], b[0], n_boot=400, groups=patients)
+    pooled = pooled_paired_difference(y, a, b, n_boot=400, groups=patients)
+    same = pooled_paired_difference(y, [a[0]] * 4, [b[0]] * 4, n_boot=400, groups=patients)
+    assert pooled.se > same.se and same.se == pytest.approx(one.se)  # identical replicates add no variance
+    moved = pooled_paired_difference(y, a[:3] + [rng.standard_normal(len(y))], b, n_boot=400, groups=patients)
+    assert moved.diff != pooled.diff and moved.replicates[:3] == pooled.replicates[:3]
+    assert moved.diff - pooled.diff == pytest.approx((moved.replicates[3] - pooled.replicates[3]) / 4)
+    with pytest.raises(ValueError, match="same number"):
+        pooled_paired_difference(y, a, b[:2])
+
+
+def test_minimum_detectable_effect_and_holm():
+    from mammossl_core.metrics import holm, minimum_detectable_effect
+
+    assert minimum_detectable_effect(0.1) == pytest.approx(0.2802, abs=1e-4)
+    assert holm([0.01, 0.04, 0.03]).tolist() == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.001]).tolist() == pytest.approx([0.5, 0.002])

@@ -66,3 +66,17 @@ def test_bad_settings_are_clear_errors():
         build_pooling("max", 8)
     with pytest.raises(ValueError, match="shape"):
         GAP()(torch.randn(2, 3, 4), torch.ones(2, 4, dtype=torch.bool))
+
+
+def test_mip_started_as_gap_pools_exactly_as_gap():
+    """MIP contains GAP: with ``w = 0`` its attention is uniform over the breast cells (the start of its converged
+    linear evaluation); SA cannot start there and says so."""
+    from mammossl_core.pooling import GAP, MIP, SA
+
+    torch.manual_seed(0)
+    h, mask = torch.randn(3, 12, 8), torch.rand(3, 12) > 0.3
+    mip = MIP(8, 4)
+    assert not torch.allclose(mip(h, mask)[0], GAP()(h, mask)[0])
+    mip.start_as_gap()
+    assert torch.allclose(mip(h, mask)[0], GAP()(h, mask)[0], atol=1e-6)
+    assert MIP.starts_as_gap and GAP.starts_as_gap and not SA.starts_as_gap

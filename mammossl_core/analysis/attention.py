@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy.stats import binomtest, wilcoxon
+from scipy.stats import wilcoxon
 
 from ..data.layout import PreparedDataset, read_mask
 from ..evaldata import load_eval_data
@@ -70,7 +70,7 @@ def localisation_table(model, ev, data, split: str = "test", device="cpu") -> pd
         if les.empty:
             continue
         m = np.logical_or.reduce([read_mask(ds.root / p) for p in les.mask_path])
-        out.append({"image_id": iid, "score": float(score[k]),
+        out.append({"image_id": iid, "patient_id": t.patient_id.iloc[row], "score": float(score[k]),
                     **localisation(w[k], gm[k], lesion_cells(m, *w[k].shape))})
     return pd.DataFrame(out)
 
@@ -99,24 +99,38 @@ def heatmap_figure(model, ev, data, rows: np.ndarray, device="cpu", ncols: int =
     return fig
 
 
-def localisation_summary(loc: pd.DataFrame) -> dict:
-    """Two views of localisation over the malignant images:
+def localisation_summary(loc: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Two views of localisation over the malignant images, with the patient as the unit (the CC and MLO views of one
+    lesion, and a patient's two breasts, are not independent):
 
     * attention mass: mean attention on lesion cells against chance (the lesion cells' share of the breast), their
-      ratio (enrichment), and a one-sided Wilcoxon signed-rank test of ``attention_on_lesion > chance`` paired by
-      image;
+      ratio (enrichment) with a 95% interval from a bootstrap over patients, and a one-sided Wilcoxon signed-rank
+      test of ``attention_on_lesion > chance`` on the patients' mean differences;
     * pointing game: how often the most attended cell touches the lesion, against the rate a randomly chosen breast
-      cell would reach (the mean chance), with a one-sided binomial test.
+      cell would reach (the mean chance), with a one-sided patient-bootstrap p-value.
 
     The two can disagree: attention that ranks the lesion cells first but is nearly flat hits in the pointing game
     while its mass stays at chance."""
-    diff = (loc.attention_on_lesion - loc.chance).to_numpy()
-    p = float(wilcoxon(diff, alternative="greater").pvalue) if len(diff) and np.any(diff != 0) else float("nan")
-    hits, chance = int(loc.pointing_hit.sum()), float(loc.chance.mean()) if len(loc) else float("nan")
-    p_point = float(binomtest(hits, len(loc), chance, alternative="greater").pvalue) if len(loc) else float("nan")
-    return {"images": int(len(loc)), "attention_on_lesion": float(loc.attention_on_lesion.mean()),
-            "chance": chance, "enrichment": float(loc.attention_on_lesion.mean() / max(chance, 1e-12)),
-            "wilcoxon_p": p, "pointing_hit_rate": float(loc.pointing_hit.mean()), "pointing_binomial_p": p_point}
+    nan = float("nan")
+    if not len(loc):
+        return {"images": 0, "patients": 0, "attention_on_lesion": nan, "chance": nan, "enrichment": nan,
+                "enrichment_low": nan, "enrichment_high": nan, "wilcoxon_p": nan, "pointing_hit_rate": nan,
+                "pointing_p": nan}
+    groups = loc.patient_id if "patient_id" in loc.columns else loc.image_id
+    per = (loc.attention_on_lesion - loc.chance).groupby(groups.to_numpy()).mean().to_numpy()
+    p = float(wilcoxon(per, alternative="greater").pvalue) if np.any(per != 0) else nan
+    _, inv = np.unique(groups.to_numpy(), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    counts = np.stack([np.bincount(rng.integers(0, inv.max() + 1, inv.max() + 1), minlength=inv.max() + 1)[inv]
+                       for _ in range(n_boot)]).astype(float)  # resample patients, each bringing all its images
+    att, ch, hit = (loc[c].to_numpy(dtype=float) for c in ("attention_on_lesion", "chance", "pointing_hit"))
+    enrich = (counts @ att) / np.maximum(counts @ ch, 1e-12)
+    point = (counts @ hit - counts @ ch) / counts.sum(1)
+    chance = float(ch.mean())
+    return {"images": int(len(loc)), "patients": int(inv.max() + 1), "attention_on_lesion": float(att.mean()),
+            "chance": chance, "enrichment": float(att.mean() / max(chance, 1e-12)),
+            "enrichment_low": float(np.percentile(enrich, 2.5)), "enrichment_high": float(np.percentile(enrich, 97.5)),
+            "wilcoxon_p": p, "pointing_hit_rate": float(hit.mean()), "pointing_p": float((point <= 0).mean())}
 
 
 def report(data, linear_out, out, split: str = "test", show: int = 6, device="cpu") -> dict:
