@@ -131,10 +131,15 @@ def _fit_logistic_head(model: WholeImageClassifier, grids, ev: EvalData, train: 
     def probe(c: float) -> LogisticRegression:
         return LogisticRegression(C=c, max_iter=10000, tol=1e-8)
 
-    folds = list(StratifiedGroupKFold(n_splits=e.linear_head_folds).split(x[train], y[train], groups[train]))
+    try:
+        folds = list(StratifiedGroupKFold(n_splits=e.linear_head_folds).split(x[train], y[train], groups[train]))
+    except ValueError:  # fewer training patients than folds
+        folds = []
     cv = [float(np.mean([_auc(y[train][va], probe(c).fit(x[train][tr], y[train][tr]).decision_function(
-        x[train][va])) for tr, va in folds])) for c in e.linear_head_cs]
-    best = int(np.nanargmax(cv))
+        x[train][va])) for tr, va in folds if len(np.unique(y[train][tr])) == 2])) if folds else float("nan")
+          for c in e.linear_head_cs]
+    # too few training patients for a fold with both classes (a handful of images): scikit-learn's default C = 1
+    best = int(np.nanargmax(cv)) if not np.isnan(cv).all() else int(np.argmin(np.abs(np.log(e.linear_head_cs))))
     fitted = probe(e.linear_head_cs[best]).fit(x[train], y[train])
     w = fitted.coef_[0] / sd
     with torch.no_grad():

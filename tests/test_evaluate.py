@@ -254,3 +254,19 @@ def test_mip_linear_evaluation_starts_from_gap_and_never_scores_below_it_on_vali
     gap = E.linear_eval(synth_dir, None, "gap", "tiny", encoder="tiny", linear_epochs=3)
     mip = E.linear_eval(synth_dir, None, "mip", "tiny", encoder="tiny", linear_epochs=3)
     assert mip.val_auc >= gap.val_auc - 1e-6
+
+
+def test_the_gap_head_fits_a_training_set_too_small_to_cross_validate():
+    from types import SimpleNamespace
+
+    import torch
+
+    from mammossl_core.config import get_profile
+    from mammossl_core.whole_image import WholeImageClassifier
+
+    h = torch.randn(6, 3, 2, 2) + torch.tensor([0, 1, 0, 1, 0, 1]).float()[:, None, None, None]
+    ev = SimpleNamespace(table=pd.DataFrame({"label": [0, 1, 0, 1, 0, 1], "patient_id": [0, 1, 2, 3, 4, 5]}))
+    model = WholeImageClassifier(torch.nn.Identity(), 3, "gap")
+    history = E._fit_logistic_head(model, lambda r: (h[r], torch.ones(len(r), 2, 2, dtype=torch.bool)), ev,
+                                   np.arange(4), get_profile("tiny").eval)
+    assert [r["C"] for r in history if r["chosen"]] == [1.0] and model.head.weight.abs().sum() > 0
