@@ -3,6 +3,7 @@ train/val/test column (the default split or a cross-validation fold), and patien
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,13 +56,17 @@ def load_eval_data(data: str | os.PathLike, split: str = "split") -> EvalData:
     if table.empty:
         raise DataError(f"{ds.root / 'images.csv'}: no labelled image in a train/val/test split; an unlabelled "
                         "dataset serves pretraining only")
-    # an AUC, a validation pick or a BCE fit on one class is meaningless: say which split of which file lacks one
+    # a test AUC or a fit on one class is meaningless: say which split of which file lacks one; a validation part
+    # of one class (a handful of patients) leaves model selection without a score, which the protocols tolerate
     counts = table.groupby("split").label.nunique().reindex(["train", "val", "test"], fill_value=0)
-    if (counts < 2).any():
-        where = "images.csv" if split == "split" else f"folds.csv ({split})"
-        bad = ", ".join(counts[counts < 2].index)
-        raise DataError(f"{ds.root / where}: the {bad} part holds one class only; every part needs benign and "
-                        f"malignant images (too few patients for this split, or a split that is not stratified)")
+    where = "images.csv" if split == "split" else f"folds.csv ({split})"
+    if (counts[["train", "test"]] < 2).any():
+        bad = " and ".join(counts[["train", "test"]][counts[["train", "test"]] < 2].index)
+        raise DataError(f"{ds.root / where}: the {bad} part holds one class only; training and testing need benign "
+                        f"and malignant images (too few patients for this split, or a split that is not stratified)")
+    if counts["val"] < 2:
+        warnings.warn(f"{ds.root / where}: the validation part holds one class only; validation AUCs are NaN and "
+                      "select nothing (a head keeps its first trained epoch, finetuning its start)", stacklevel=2)
     table = table.reset_index(drop=True)
     table["pos"] = table.image_id.map(pos)
     return EvalData(Path(data), store, table)

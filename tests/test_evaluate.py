@@ -270,3 +270,17 @@ def test_the_gap_head_fits_a_training_set_too_small_to_cross_validate():
     history = E._fit_logistic_head(model, lambda r: (h[r], torch.ones(len(r), 2, 2, dtype=torch.bool)), ev,
                                    np.arange(4), get_profile("tiny").eval)
     assert [r["C"] for r in history if r["chosen"]] == [1.0] and model.head.weight.abs().sum() > 0
+
+
+def test_a_validation_part_of_one_class_warns_instead_of_failing(synth_dir, store, tmp_path):
+    import shutil
+
+    data = tmp_path / "ds"
+    shutil.copytree(synth_dir, data)
+    folds = pd.read_csv(data / "folds.csv", dtype=str)
+    labels = pd.read_csv(data / "images.csv", dtype={"image_id": str}).set_index("image_id").label
+    folds.loc[(folds.fold0 == "val") & (folds.image_id.map(labels) == 1).to_numpy(), "fold0"] = "train"
+    folds.to_csv(data / "folds.csv", index=False)
+    with pytest.warns(UserWarning, match=r"fold0.*validation part holds one class"):
+        ev = load_eval_data(data, "fold0")
+    assert set(ev.table.split) == {"train", "val", "test"}
