@@ -283,6 +283,7 @@ def markdown_page(df: pd.DataFrame, profile: str, dataset: str, machine: str | N
         # the verdicts first, in a table that fits the text column; what each claim was tested against below
         lines += ["Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", ""]
         shown = df.assign(**{"#": range(1, len(df) + 1)}, chapter=df.chapter.str[:2],
+                          claim=[c + (" **(primary)**" if r == "primary" else "") for c, r in zip(df.claim, df.role)],
                           verdict=[v + (" (fragile)" if f else "") for v, f in zip(df.verdict, df.fragile)],
                           MDE=[f"{m:.3f}" for m in df.MDE])
         lines += [shown[["#", "chapter", "claim", "difference [95% CI]", "verdict"]].to_markdown(index=False), ""]
@@ -291,8 +292,11 @@ def markdown_page(df: pd.DataFrame, profile: str, dataset: str, machine: str | N
                       f"interval, the thresholds, and the paper's effect]({forest})", ""]
         lines += ["## How each claim was tested", ""]
         shown["p (Holm)"] = [f"{x:.3g}" for x in df["p (Holm)"]]
-        lines += [shown[["#", "role", "paper", "tested as", "this run", "MDE", "paper inside", "p (Holm)",
-                         "replicates", "patients"]].to_markdown(index=False), ""]
+        shown["replicates, patients"] = [f"{r}, {n}" for r, n in zip(df.replicates, df.patients)]
+        lines += [shown[["#", "tested as", "this run", "MDE", "paper inside", "p (Holm)",
+                         "replicates, patients"]].to_markdown(index=False), "",
+                  "## The paper's figures for each claim", "",
+                  shown[["#", "paper"]].to_markdown(index=False), ""]
         notes = [f"{k + 1}: {n}" for k, n in enumerate(df.note) if n]
         if notes:
             lines += ["Notes: " + "; ".join(notes) + ".", ""]
