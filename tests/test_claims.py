@@ -188,3 +188,14 @@ def test_a_chapter_executed_again_records_its_claims_afresh(tmp_path):
     claims.reset(tmp_path / "res", "04_whole_image")
     assert [c.key for c in claims.load(tmp_path / "res")] == ["random_crop"]
     assert not (tmp_path / "res" / "04_whole_image" / "evidence").exists()
+
+
+def test_a_seed_run_of_an_older_version_asks_to_be_run_again(tmp_path):
+    from mammossl_core.pages import seed_findings
+
+    old = tmp_path / "chapters" / "seeds" / "seed_2" / "results" / "04_whole_image"
+    old.mkdir(parents=True)
+    (old / "claims.json").write_text('{"claims": [{"chapter": "04_whole_image", "statement": "a beats b"}]}')
+    (tmp_path / "chapters" / "results").mkdir()
+    df = seed_findings(tmp_path / "chapters", "tiny")
+    assert df["seed 2"].tolist() == ["run the seeds again"]
