@@ -79,8 +79,10 @@ class Chapter:
     cmmd_dir: str | None = None
     #: pretraining processes, one per GPU (None: every visible GPU; 1 on a CPU)
     gpus: int | None = None
-    #: the training replicate: its training seed is ``seed + 1000 * replicate`` on the same dataset
+    #: the training replicate: its training seed (:attr:`seed`) is ``data_seed + 1000 * replicate``
     replicate: int = 0
+    #: the seed that drew the datasets (the synthetic CBIS-DDSM and CMMD sets), the same for every replicate
+    data_seed: int = 0
     t0: float = field(default_factory=time.perf_counter)
     _ceiling: float | None = None
     #: pretraining runs of this chapter whose global batch had to shrink to fit the GPUs (for the captions)
@@ -123,7 +125,7 @@ class Chapter:
 
     def cmmd(self) -> tuple[Path, str]:
         """The CMMD dataset (prepared, or the synthetic digital domain) and its caption label."""
-        d = artefacts.dataset(self.cmmd_dir, self.prof, "cmmd", seed=self.seed)
+        d = artefacts.dataset(self.cmmd_dir, self.prof, "cmmd", seed=self.data_seed)
         return d, dataset_label(self.cmmd_dir, "CMMD", "cmmd")
 
     def caption(self, what: str, encoder: str | None = None, ceiling: bool = False) -> str:
@@ -155,13 +157,13 @@ class Chapter:
             raise ValueError(f"claim {key!r} is registered for {rule.chapter}, not {self.name}")
         c = claims.Claim(key, self.name, rule.statement.format(**fill), paper, a, a_run.predictions, b,
                          b_run.predictions, paper_effect, self.replicate)
-        return claims.evidence([claims.record(self.out_dir, c)], seed=self.seed)
+        return claims.evidence([claims.record(self.out_dir, c)], seed=self.data_seed)
 
     def show_claims(self) -> pd.DataFrame:
         """The chapter's claim checks, recomputed from the saved predictions (this replicate; unadjusted for
         multiplicity: the book's claims page pools the replicates and adjusts)."""
         mine = claims.load(self.out_dir, self.name)
-        table = claims.table(claims.by_claim(mine), seed=self.seed, adjust=False)
+        table = claims.table(claims.by_claim(mine), seed=self.data_seed, adjust=False)
         if len(table):
             table["MDE"] = table.MDE.round(3)
             self.show(table[["claim", "role", "tested as", "this run", "difference [95% CI]", "MDE", "paper inside",
@@ -226,7 +228,7 @@ def setup(name: str, profile: str = "tiny", dataset: str = "CBIS-DDSM", data_dir
     evo = {"linear_epochs": epochs, "finetune_epochs": epochs, "supervised_epochs": epochs} if epochs else {}
     out = Path(out_dir) if out_dir else cache_root() / "results" / prof.name
     ch = Chapter(name, prof.name, prof, device, train_seed, data, dataset_label(data_dir, dataset), out, pre, evo,
-                 cmmd_dir, gpus, replicate=int(replicate))
+                 cmmd_dir, gpus, replicate=int(replicate), data_seed=seed)
     claims.reset(out, name)  # this execution records the chapter's claims afresh
     print(f"profile {prof.name}, data: {ch.source}, device {device}")
     return ch

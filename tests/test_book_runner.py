@@ -83,3 +83,17 @@ def test_chapters_share_one_kernel_and_start_from_an_empty_namespace(tmp_path, m
     assert (tmp_path / "book" / "_failed" / "01_second.ipynb").is_file()
     run_notebooks(notebooks_dir=src, out_dir=out, only=["02"])  # a later run starts a kernel of its own
     assert nbformat.read(out / "02_third.ipynb", as_version=4).cells[-1].outputs[0].text == "ran\n"
+
+
+def test_a_training_replicate_keeps_the_datasets_and_moves_the_training_seed(monkeypatch, tmp_path):
+    """Replicate r trains with seed + 1000 r on the same datasets (CBIS-DDSM and CMMD): its claims pair item by item
+    with replicate 0's."""
+    from mammossl_core import chapter
+
+    drawn = []
+    monkeypatch.setattr(chapter.artefacts, "dataset",
+                        lambda data_dir, prof, domain, seed: drawn.append((domain, seed)) or tmp_path / domain)
+    ch = chapter.setup("04_whole_image", seed=5, replicate=2, out_dir=tmp_path / "results")
+    ch.cmmd()
+    assert drawn == [("ddsm", 5), ("cmmd", 5)]
+    assert ch.seed == 2005 and ch.data_seed == 5 and ch.pretrain_overrides["seed"] == 2005
