@@ -165,7 +165,6 @@ class Chapter:
         mine = claims.load(self.out_dir, self.name)
         table = claims.table(claims.by_claim(mine), seed=self.data_seed, adjust=False)
         if len(table):
-            table["MDE"] = table.MDE.round(3)
             self.show(table[["claim", "role", "tested as", "this run", "difference [95% CI]", "MDE", "paper inside",
                              "verdict"]], "Claim checks of this chapter (paired bootstrap over patients; one "
                       "training replicate)")

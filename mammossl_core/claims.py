@@ -153,8 +153,9 @@ def evidence(replicates: list[Claim], n_boot: int | None = None, seed: int = 0, 
     # the p-value against the threshold that "holds" is read at (a two-sided test there matches the interval rule)
     d = pooled_paired_difference(both.label, [x.score_a for x in pairs], [x.score_b for x in pairs], metric,
                                  n_boot or p.bootstrap, p.alpha, seed, groups, threshold=hold_at)
-    fragile = min(abs(d.low - hold_at) if rule.kind != "no_gain" else abs(d.high - hold_at),
-                  abs(d.high - contra_at) if rule.kind != "no_gain" else abs(d.low - contra_at)) < p.fragile_se * d.se
+    # the bound read against "holds" and the one read against "contradicted" (swapped for an upper-bound rule)
+    holds_bound, contra_bound = (d.high, d.low) if rule.kind == "no_gain" else (d.low, d.high)
+    fragile = min(abs(holds_bound - hold_at), abs(contra_bound - contra_at)) < p.fragile_se * d.se
     inside = None if first.paper_effect is None else bool(d.low <= first.paper_effect <= d.high)
     return Evidence(float(np.mean([metric(x.label, x.score_a) for x in pairs])),
                     float(np.mean([metric(x.label, x.score_b) for x in pairs])), d,
@@ -308,13 +309,11 @@ def markdown_page(df: pd.DataFrame, profile: str, dataset: str, machine: str | N
 def forest_plot(df: pd.DataFrame, path: str | Path) -> Path:
     """One row per claim: each replicate's difference (dots), the pooled difference with its interval (bar), the
     thresholds the verdict reads (grey ticks) and the paper's effect (red cross), written as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend or global state to touch
 
     n = len(df)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * n + 1.2))
+    fig = Figure(figsize=(8, 0.45 * n + 1.2))
+    ax = fig.subplots()
     for i in range(n):
         r, y = df.iloc[i], n - 1 - i
         ax.plot([r["low"], r["high"]], [y, y], color="tab:blue", lw=2.5, solid_capstyle="butt")
@@ -333,5 +332,4 @@ def forest_plot(df: pd.DataFrame, path: str | Path) -> Path:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
     return Path(path)

@@ -337,7 +337,7 @@ def _tiny() -> Profile:
             annotated_lr=2.4,
         ),
         # fewer epochs than the paper (30 instead of 100 for the linear layer), so larger steps; GAP's linear layer
-        # is fitted to convergence instead (30 Adam epochs ended at training loss 0.674-0.682, ln 2 = 0.693).
+        # is fitted to convergence instead (30 Adam epochs left its training loss near ln 2).
         # Finetuning and the supervised baseline get the same budget (10 epochs, best on validation) with the
         # paper's 10:1 ratio of their learning rates (1e-4 vs 1e-5 there, 1e-3 vs 1e-4 here)
         EvalConfig(linear_epochs=30, linear_lr=1e-3, finetune_epochs=10, finetune_lr=1e-4, supervised_epochs=10,

@@ -47,9 +47,9 @@ def fit(model: torch.nn.Module, loss: Callable, validate: Callable[[], float], p
     """Adam on ``loss(rows, g)`` over shuffled batches of ``train``, with model selection on validation among the
     trained epochs. The starting state is scored first (``epoch`` -1 in the history); it is a candidate only with
     ``keep_start`` (finetuning, which starts from a trained stage-1 head): a head or network trained from random
-    weights never returns them. ``validate()`` always runs with the model in eval mode. ``train_mode()`` puts the model in its training mode (default
-    ``model.train()``; finetuning keeps batch norm frozen). Returns the history; the model ends in eval mode with
-    the selected state."""
+    weights never returns them. ``validate()`` always runs with the model in eval mode. ``train_mode()`` puts the
+    model in its training mode (default ``model.train()``; finetuning keeps batch norm frozen). Returns the history;
+    the model ends in eval mode with the selected state."""
     opt = torch.optim.Adam(params, lr=lr, weight_decay=wd)
     g = torch.Generator().manual_seed(seed)
     model.eval()
@@ -205,16 +205,14 @@ def _linear_stage(data, checkpoint, pooling, prof: Profile, split, label_fractio
 
     model.norm.fit(*grid_statistics(feats, masks, pos[train]))
     params = list(model.pool.parameters()) + list(model.head.parameters())
-    if e.converged_linear_head and model.pool.starts_as_gap:
-        # GAP's converged linear layer, then (MIP) attention trained from it: MIP contains GAP, and starts there
+    converged = e.converged_linear_head and model.pool.starts_as_gap
+    history = []
+    if converged:  # GAP's converged linear layer; MIP contains GAP, so its attention trains on from there
         model.pool.start_as_gap()
         history = _fit_logistic_head(model, grids, ev, train, e)
-        if list(model.pool.parameters()):
-            history += _fit_bce(model, forward, ev, train, ev.idx("val"), params, e.linear_lr, e.linear_weight_decay,
-                                e.linear_epochs, e.batch_size, seed, f"linear {pooling}", keep_start=True)
-    else:
-        history = _fit_bce(model, forward, ev, train, ev.idx("val"), params, e.linear_lr, e.linear_weight_decay,
-                           e.linear_epochs, e.batch_size, seed, f"linear {pooling}")
+    if not converged or list(model.pool.parameters()):
+        history += _fit_bce(model, forward, ev, train, ev.idx("val"), params, e.linear_lr, e.linear_weight_decay,
+                            e.linear_epochs, e.batch_size, seed, f"linear {pooling}", keep_start=converged)
     result = {"protocol": "linear", "pooling": pooling, "checkpoint": None if checkpoint is None else str(checkpoint),
               "encoder": enc or meta.get("encoder"), "method": meta.get("method"), "bn": bn,
               "label_fraction": label_fraction, "split": split, "n_train": int(len(train)), "mip_hidden": e.mip_hidden}

@@ -48,24 +48,26 @@ class PairedDifference:
         return f"{self.diff:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
 
 
-def _resample_weights(y: np.ndarray, groups, n_boot: int, seed: int) -> np.ndarray:
-    """``n_boot`` seeded bootstrap resamples of the images (of the ``groups``, patients, when given: a drawn patient
-    brings all of its images) that hold both classes, as a matrix of multiplicities: row ``r``, column ``i`` says how
-    many times resample ``r`` holds image ``i``."""
+def cluster_resamples(n: int, groups, n_boot: int, seed: int) -> np.ndarray:
+    """``n_boot`` seeded bootstrap resamples of ``n`` items (of the ``groups``, patients, when given: a drawn patient
+    brings all of its items), as a matrix of multiplicities: row ``r``, column ``i`` says how many times resample
+    ``r`` holds item ``i``."""
     if groups is None:
-        inv, g = np.arange(len(y)), len(y)
+        inv, g = np.arange(n), n
     else:
         _, inv = np.unique(np.asarray(groups), return_inverse=True)
         inv = inv.ravel()
         g = int(inv.max()) + 1 if len(inv) else 0
     rng = np.random.default_rng(seed)
+    return np.array([np.bincount(rng.integers(0, g, g), minlength=g)[inv] for _ in range(n_boot)],
+                    dtype=float).reshape(n_boot, n)
+
+
+def _resample_weights(y: np.ndarray, groups, n_boot: int, seed: int) -> np.ndarray:
+    """The resamples of :func:`cluster_resamples` that hold both classes."""
+    w = cluster_resamples(len(y), groups, n_boot, seed)
     pos = y == y.max()
-    rows = []
-    for _ in range(n_boot):
-        w = np.bincount(rng.integers(0, g, g), minlength=g)[inv]
-        if w[pos].any() and w[~pos].any():
-            rows.append(w)
-    return np.array(rows, dtype=float).reshape(len(rows), len(y))
+    return w[(w[:, pos] > 0).any(1) & (w[:, ~pos] > 0).any(1)]
 
 
 def _resamples(y: np.ndarray, groups, n_boot: int, seed: int):

@@ -56,18 +56,23 @@ def test_finetune_supervised_fraction_and_cv(synth_dir, swav_run, tmp_path):
     assert len(cv.predictions) == 3 and cv.fold(1).split == "fold1"
 
 
-def test_a_fold_whose_test_part_has_one_class_is_refused_by_name(synth_dir, store, tmp_path):
+def _fold0_without_malignant(synth_dir, tmp_path, part: str):
+    """A copy of the session dataset whose fold 0 moved every malignant image of ``part`` to training."""
     import shutil
-
-    from mammossl_core.data.layout import DataError
 
     data = tmp_path / "ds"
     shutil.copytree(synth_dir, data)
     folds = pd.read_csv(data / "folds.csv", dtype=str)
     labels = pd.read_csv(data / "images.csv", dtype={"image_id": str}).set_index("image_id").label
-    # fold0 with every malignant image moved from its test part to training
-    folds.loc[(folds.fold0 == "test") & (folds.image_id.map(labels) == 1).to_numpy(), "fold0"] = "train"
+    folds.loc[(folds.fold0 == part) & (folds.image_id.map(labels) == 1).to_numpy(), "fold0"] = "train"
     folds.to_csv(data / "folds.csv", index=False)
+    return data
+
+
+def test_a_fold_whose_test_part_has_one_class_is_refused_by_name(synth_dir, store, tmp_path):
+    from mammossl_core.data.layout import DataError
+
+    data = _fold0_without_malignant(synth_dir, tmp_path, "test")
     with pytest.raises(DataError, match=r"folds.csv \(fold0\): the test part holds one class only"):
         load_eval_data(data, "fold0")
     assert load_eval_data(data, "fold1").table.split.nunique() == 3  # the other folds are untouched
@@ -273,14 +278,7 @@ def test_the_gap_head_fits_a_training_set_too_small_to_cross_validate():
 
 
 def test_a_validation_part_of_one_class_warns_instead_of_failing(synth_dir, store, tmp_path):
-    import shutil
-
-    data = tmp_path / "ds"
-    shutil.copytree(synth_dir, data)
-    folds = pd.read_csv(data / "folds.csv", dtype=str)
-    labels = pd.read_csv(data / "images.csv", dtype={"image_id": str}).set_index("image_id").label
-    folds.loc[(folds.fold0 == "val") & (folds.image_id.map(labels) == 1).to_numpy(), "fold0"] = "train"
-    folds.to_csv(data / "folds.csv", index=False)
+    data = _fold0_without_malignant(synth_dir, tmp_path, "val")
     with pytest.warns(UserWarning, match=r"fold0.*validation part holds one class"):
         ev = load_eval_data(data, "fold0")
     assert set(ev.table.split) == {"train", "val", "test"}

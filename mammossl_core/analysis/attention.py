@@ -19,6 +19,7 @@ from ..data.layout import PreparedDataset, read_mask
 from ..evaldata import load_eval_data
 from ..io import write_csv, write_json
 from ..loading import classifier
+from ..metrics import cluster_resamples
 from ..pooling import POOLINGS, pooling_class
 from ..results import Evaluation
 from ..whole_image import grid_mask
@@ -119,15 +120,12 @@ def localisation_summary(loc: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -
     groups = loc.patient_id if "patient_id" in loc.columns else loc.image_id
     per = (loc.attention_on_lesion - loc.chance).groupby(groups.to_numpy()).mean().to_numpy()
     p = float(wilcoxon(per, alternative="greater").pvalue) if np.any(per != 0) else nan
-    _, inv = np.unique(groups.to_numpy(), return_inverse=True)
-    rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, inv.max() + 1, inv.max() + 1), minlength=inv.max() + 1)[inv]
-                       for _ in range(n_boot)]).astype(float)  # resample patients, each bringing all its images
+    counts = cluster_resamples(len(loc), groups.to_numpy(), n_boot, seed)  # patients, each with all its images
     att, ch, hit = (loc[c].to_numpy(dtype=float) for c in ("attention_on_lesion", "chance", "pointing_hit"))
     enrich = (counts @ att) / np.maximum(counts @ ch, 1e-12)
     point = (counts @ hit - counts @ ch) / counts.sum(1)
     chance = float(ch.mean())
-    return {"images": int(len(loc)), "patients": int(inv.max() + 1), "attention_on_lesion": float(att.mean()),
+    return {"images": int(len(loc)), "patients": int(groups.nunique()), "attention_on_lesion": float(att.mean()),
             "chance": chance, "enrichment": float(att.mean() / max(chance, 1e-12)),
             "enrichment_low": float(np.percentile(enrich, 2.5)), "enrichment_high": float(np.percentile(enrich, 97.5)),
             "wilcoxon_p": p, "pointing_hit_rate": float(hit.mean()), "pointing_p": float((point <= 0).mean())}

@@ -33,6 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from ..config import EvalConfig
 from ..data.layout import DataError, PreparedDataset
 from ..data.patches import clip_corner
 from ..data.tiles import ImageStore
@@ -47,26 +48,22 @@ class Factor:
     label: Callable[[pd.DataFrame], pd.Series]
 
 
-def _where(cond: pd.Series, value: pd.Series) -> pd.Series:
-    return value.where(cond)
-
-
 FACTORS: tuple[Factor, ...] = (
     Factor("lesion or mimic", lambda t: t.source),
-    Factor("mass or calcification", lambda t: _where(t.source == "lesion", t.kind)),
+    Factor("mass or calcification", lambda t: t.kind.where(t.source == "lesion")),
     Factor("mass margin (circumscribed or not)",
-           lambda t: _where((t.kind == "mass") & (t["shape"] != "distortion"),
-                            t["shape"].isin(["round", "oval"]).map({True: "circumscribed", False: "ill-defined"}))),
+           lambda t: t["shape"].isin(["round", "oval"]).map({True: "circumscribed", False: "ill-defined"})
+           .where((t.kind == "mass") & (t["shape"] != "distortion"))),
     Factor("spiculation (masses)",
-           lambda t: _where(t.kind == "mass", t["shape"].isin(["spiculated", "distortion"]).map(
-               {True: "spiculated", False: "smooth"}))),
-    Factor("calcification form", lambda t: _where(t.kind == "calc", t["shape"])),
-    Factor("mimic kind", lambda t: _where(t.source == "mimic", t.kind)),
+           lambda t: t["shape"].isin(["spiculated", "distortion"]).map({True: "spiculated", False: "smooth"})
+           .where(t.kind == "mass")),
+    Factor("calcification form", lambda t: t["shape"].where(t.kind == "calc")),
+    Factor("mimic kind", lambda t: t.kind.where(t.source == "mimic")),
 )
 
 
-#: the probes' inverse regularisation strengths, strongest first
-CS = tuple(np.logspace(-4, 2, 7))
+#: the probes' inverse regularisation strengths, strongest first: those of the converged linear layer
+CS = EvalConfig().linear_head_cs
 
 
 @dataclass(frozen=True)
@@ -150,7 +147,7 @@ def _fit_predict(emb: np.ndarray, y: np.ndarray, groups: np.ndarray, train: np.n
 
 
 def probe_factors(data: str | os.PathLike, encoders: dict[str, nn.Module], random: str, patch: int,
-                  device="cpu", seed: int = 0, folds: int = 3, n_boot: int = 2000,
+                  device="cpu", seed: int = 0, folds: int = EvalConfig().linear_head_folds, n_boot: int = 2000,
                   min_per_class: int = 5) -> list[Probe]:
     """Probe every factor of :data:`FACTORS` in each encoder's embeddings of the findings (``encoders`` maps a name
     to a ``(B, 3, p, p) -> (B, m)`` module; ``random`` names the floor among them). A factor with fewer than
