@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= tiny
 
-.PHONY: book test install browser bench clean constraints
+.PHONY: book test install browser bench clean constraints nbval nbval-record
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,12 +23,22 @@ book: install
 	$(VENV)/bin/mammossl book all --profile $(PROFILE)
 
 ## the whole test suite: unit tests, every notebook at the paper profile (capped), the book (executed once), the
-## regression test of its findings against tests/expected/, the browser test
+## regression test of its findings against tests/expected/, the browser test, nbval on the chapter notebooks
 test: install browser
 	$(PY) -m pytest -q -m "not book and not paper" tests
 	$(PY) -m pytest -q -m paper --durations=0 tests
 	$(MAKE) book
 	$(PY) -m pytest -q -m book tests
+	$(MAKE) nbval
+
+## nbval: execute every chapter notebook (the artefacts that `make book` cached are reused) and compare the cells
+## tagged nbval-check-output with their recorded outputs; notebooks/nbval_sanitize.cfg says what may differ
+nbval: install
+	$(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks
+
+## after a change to a checked cell's output: record the executed book's outputs as nbval's references
+nbval-record: book
+	$(VENV)/bin/mammossl book nbval-record
 
 bench: install
 	$(PY) benchmarks/cpu.py

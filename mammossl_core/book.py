@@ -30,9 +30,67 @@ def _repo() -> Path:
 
 
 def _digest(src: Path, params: dict) -> str:
-    """What an executed chapter depends on besides the cache: its source, its parameters and the package source
-    (which also keys the artefact cache), so an upgraded package executes the chapters again."""
-    return hashlib.sha1(src.read_bytes() + json.dumps([params, source_digest()], sort_keys=True).encode()).hexdigest()
+    """What an executed chapter depends on besides the cache: its cells without their outputs (the reference outputs
+    that :func:`record_nbval` writes into the source change nothing), its parameters and the package source (which
+    also keys the artefact cache), so an upgraded package executes the chapters again."""
+    cells = [(c["cell_type"], c["source"], c.get("metadata", {}).get("tags", []))
+             for c in json.loads(src.read_text())["cells"]]
+    return hashlib.sha1(json.dumps([cells, params, source_digest()], sort_keys=True).encode()).hexdigest()
+
+
+#: the tag of the cells whose outputs nbval compares (``pytest --nbval-lax``): outputs that do not depend on the
+#: machine (set-up line, counts, leak checks, table structure, the claims and their columns)
+NBVAL_TAG = "nbval-check-output"
+
+
+def record_nbval(chapters_dir: Path | None = None, notebooks_dir: Path | None = None) -> list[str]:
+    """Copy the outputs of the cells tagged :data:`NBVAL_TAG` from the executed book (``book/chapters``) into the
+    chapter notebooks as nbval's reference outputs; every other cell of the source keeps no output. A chapter whose
+    executed copy is missing or older than its source (another cell text) stops the recording with its name, before
+    anything is written. Returns the notebooks written."""
+    import nbformat
+
+    repo = _repo()
+    chapters_dir = chapters_dir or repo / "book" / "chapters"
+    notebooks_dir = notebooks_dir or repo / "notebooks"
+    todo = []
+    for src in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
+        done = chapters_dir / src.name
+        if not done.is_file():
+            raise FileNotFoundError(f"{done}: no executed copy of {src.name}; run `make book` first")
+        nb, ex = nbformat.read(src, as_version=4), nbformat.read(done, as_version=4)
+        executed = {c.get("id"): c for c in ex.cells}
+        for c in nb.cells:
+            if c.cell_type != "code":
+                continue
+            tagged = NBVAL_TAG in c.metadata.get("tags", [])
+            e = executed.get(c.get("id"))
+            if tagged and (e is None or e.source != c.source):
+                raise ValueError(f"{done}: cell {c.get('id')} of {src.name} was not executed as it now reads; run "
+                                 "`make book` again")
+            c.outputs = e.outputs if tagged else []
+            c.execution_count = e.execution_count if tagged else None  # nbval skips a "never run" cell's outputs
+        todo.append((src, nb))
+    for src, nb in todo:
+        tmp = src.with_name(f".tmp-{src.name}")
+        nbformat.write(nb, tmp)
+        os.replace(tmp, src)
+    return [src.name for src, _ in todo]
+
+
+def up_to_date(executed_dir: Path, notebooks_dir: Path | None = None) -> bool:
+    """Whether every chapter executed into ``executed_dir`` (a replicate's or a seed's folder) was executed from the
+    chapter notebooks and package source as they are now (its recorded digest is the one they give today)."""
+    import nbformat
+
+    src_dir = notebooks_dir or _repo() / "notebooks"
+    done = sorted(Path(executed_dir).glob("[0-9][0-9]_*.ipynb"))
+    for nb in done:
+        meta = nbformat.read(nb, as_version=4).metadata.get("mammossl", {})
+        src = src_dir / nb.name
+        if not src.is_file() or "params" not in meta or meta.get("digest") != _digest(src, meta["params"]):
+            return False
+    return bool(done)
 
 
 class NotebookError(RuntimeError):
@@ -137,7 +195,7 @@ def run_notebooks(profile: str = "tiny", params: dict | None = None, only: list[
     label = dataset_label(params.get("data_dir"), params.get("dataset", "CBIS-DDSM"))
     book = out_dir == repo / "book" / "chapters"
     write_claims_page(Path(params["out_dir"]), out_dir / "claims.md", profile, label, params.get("seed", 0),
-                      replicate_results(out_dir) if book else [])
+                      replicate_results(out_dir, up_to_date) if book else [])
     if book:
         write_seeds_page(out_dir, profile, label)
         write_preregistration_page(out_dir / "preregistration.md")
@@ -240,7 +298,7 @@ def run_replicates(profile: str = "tiny", params: dict | None = None, replicates
     params = {"profile": profile, **(params or {})}
     label = dataset_label(params.get("data_dir"), params.get("dataset", "CBIS-DDSM"))
     write_claims_page(chapters / "results", chapters / "claims.md", profile, label, params.get("seed", 0),
-                      replicate_results(chapters))
+                      replicate_results(chapters, up_to_date))
     return records
 
 
@@ -263,9 +321,11 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="mammossl book", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["run", "build", "all", "seeds", "replicates"],
+    ap.add_argument("action", choices=["run", "build", "all", "seeds", "replicates", "nbval-record"],
                     help="run: execute the notebooks; build: the HTML; all: both; seeds: the seed chapters at other "
-                         "dataset seeds; replicates: the claim chapters as training replicates (then `build` again)")
+                         "dataset seeds; replicates: the claim chapters as training replicates (then `build` again); "
+                         "nbval-record: the executed book's outputs of the cells tagged nbval-check-output become "
+                         "the notebooks' reference outputs for `pytest --nbval-lax`")
     ap.add_argument("--seeds", nargs="*", type=int, default=None, help="dataset seeds for `seeds` (default: the "
                     "profile's BookConfig.other_seeds)")
     ap.add_argument("--replicates", nargs="*", type=int, default=None, help="training replicates for `replicates` "
@@ -287,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
             run_replicates(a.profile, params, a.replicates, a.force)
         if a.action in ("build", "all"):
             print(f"[book] HTML in {build()}")
+        if a.action == "nbval-record":
+            print(f"[book] nbval reference outputs recorded in {', '.join(record_nbval())}")
     except NotebookError as e:
         print(f"mammossl book: error: {e}", file=sys.stderr)
         return 1

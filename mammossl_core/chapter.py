@@ -87,6 +87,8 @@ class Chapter:
     _ceiling: float | None = None
     #: pretraining runs of this chapter whose global batch had to shrink to fit the GPUs (for the captions)
     _shrunk: dict = field(default_factory=dict)
+    #: tables shown so far (their HTML ids)
+    _tables: int = 0
 
     def pretrained(self, method: str, data=None, profile: Profile | None = None, **overrides) -> Path:
         """:func:`mammossl_core.artefacts.pretrained` on the chapter's device and GPUs with its overrides
@@ -140,24 +142,28 @@ class Chapter:
         return text
 
     def show(self, table: pd.DataFrame, what: str, encoder: str | None = None, digits: int = 3,
-             ceiling: bool = False) -> None:
+             ceiling: bool = False, uuid: str | None = None) -> None:
         """Display ``table`` without its index, numbers rounded, with a caption naming data, profile and encoder
-        (and, for AUC tables, the lesion-detector ceiling)."""
+        (and, for AUC tables, the lesion-detector ceiling). The HTML table's id is ``uuid``, by default the chapter's
+        name and the table's number in it, instead of pandas' random one, so that nbval compares the same HTML."""
+        self._tables += 1
         styler = table.style.hide(axis="index").format(precision=digits, na_rep="")
+        styler = styler.set_uuid(uuid or f"{self.name}_{self._tables}")
         display(styler.set_caption(self.caption(what, encoder, ceiling)))
 
     def claim(self, key: str, paper: str, a: str, a_run: Evaluation | CrossValidation, b: str,
-              b_run: Evaluation | CrossValidation, paper_effect: float | None = None, **fill) -> claims.Evidence:
+              b_run: Evaluation | CrossValidation, paper_effect: float | None = None, **fill) -> claims.Claim:
         """Record this replicate's evidence for the pre-registered claim ``key`` (its statement, with ``fill`` put
         into its placeholders, and its rule come from :mod:`mammossl_core.preregistration`): the saved runs that
         test it (their test predictions are copied beside the chapter's results) and the paper's effect ``a - b``
-        where it reports one. Returns this replicate's evidence (:func:`mammossl_core.claims.evidence`)."""
+        where it reports one. Returns the recorded claim (:meth:`show_claims` computes the evidence of all of
+        them at once)."""
         rule = plan().rule(key)
         if rule.chapter != self.name:
             raise ValueError(f"claim {key!r} is registered for {rule.chapter}, not {self.name}")
         c = claims.Claim(key, self.name, rule.statement.format(**fill), paper, a, a_run.predictions, b,
                          b_run.predictions, paper_effect, self.replicate)
-        return claims.evidence([claims.record(self.out_dir, c)], seed=self.data_seed)
+        return claims.record(self.out_dir, c)
 
     def show_claims(self) -> pd.DataFrame:
         """The chapter's claim checks, recomputed from the saved predictions (this replicate; unadjusted for
@@ -167,7 +173,7 @@ class Chapter:
         if len(table):
             self.show(table[["claim", "role", "tested as", "this run", "difference [95% CI]", "MDE", "paper inside",
                              "verdict"]], "Claim checks of this chapter (paired bootstrap over patients; one "
-                      "training replicate)")
+                      "training replicate)", uuid=f"claims_{self.name}")
         return table
 
     def save(self, name: str, obj: dict | pd.DataFrame) -> Path:

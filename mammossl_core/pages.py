@@ -69,10 +69,20 @@ def write_seeds_page(chapters_dir: Path, profile: str, dataset: str) -> Path:
     return page
 
 
-def replicate_results(chapters_dir: Path) -> list[Path]:
-    """The results folders of the training replicates run beside the book (``book replicates``), in order."""
-    return [d / "results" for d in sorted((Path(chapters_dir) / "replicates").glob("rep_*"),
-                                          key=lambda p: int(p.name.split("_")[1])) if (d / "results").is_dir()]
+def replicate_results(chapters_dir: Path, current=lambda rep_dir: True) -> list[Path]:
+    """The results folders of the training replicates run beside the book (``book replicates``), in order; a
+    replicate for which ``current(its folder)`` is false (executed by other code than the book's) is left out of the
+    pooling, with a line naming it."""
+    out = []
+    for d in sorted((Path(chapters_dir) / "replicates").glob("rep_*"), key=lambda p: int(p.name.split("_")[1])):
+        if not (d / "results").is_dir():
+            continue
+        if current(d):
+            out.append(d / "results")
+        else:
+            print(f"[book] {d} was executed by other code than the book's and is left out of the claims page; run "
+                  f"`mammossl book replicates --replicates {d.name.split('_')[1]}` again", flush=True)
+    return out
 
 
 def write_claims_page(results_dir: Path, page: Path, profile: str, dataset: str, seed: int = 0,

@@ -36,7 +36,7 @@ def test_the_package_source_is_part_of_a_chapters_digest_and_of_every_artefact_k
     from mammossl_core import artefacts, book
 
     nb = tmp_path / "00_x.ipynb"
-    nb.write_text("{}")
+    _notebook(nb, "x = 1")
     before, key = book._digest(nb, {"profile": "tiny"}), artefacts.key(a=1)
     pkg = tmp_path / "pkg"
     pkg.mkdir()
@@ -97,3 +97,69 @@ def test_a_training_replicate_keeps_the_datasets_and_moves_the_training_seed(mon
     ch.cmmd()
     assert drawn == [("ddsm", 5), ("cmmd", 5)]
     assert ch.seed == 2005 and ch.data_seed == 5 and ch.pretrain_overrides["seed"] == 2005
+
+
+def _tagged(path, outputs=None, source="print(len(x))", tags=("nbval-check-output",)):
+    """A chapter with an untagged cell and a cell tagged for nbval, each with ``outputs``."""
+    out = outputs or []
+    nb = new_notebook(cells=[new_code_cell("x = [1, 2]", outputs=out),
+                             new_code_cell(source, metadata={"tags": list(tags)}, outputs=out)])
+    for i, c in enumerate(nb.cells):
+        c.id = f"cell{i}"
+    nbformat.write(nb, path)
+
+
+def test_nbval_references_are_the_books_outputs_of_the_tagged_cells_only(tmp_path, monkeypatch):
+    from mammossl_core import book
+
+    printed = [new_output("stream", name="stdout", text="2\n")]
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "chapters").mkdir()
+    _tagged(tmp_path / "notebooks" / "00_x.ipynb")
+    _tagged(tmp_path / "chapters" / "00_x.ipynb", printed)
+    ex = nbformat.read(tmp_path / "chapters" / "00_x.ipynb", as_version=4)
+    for i, c in enumerate(ex.cells):
+        c.execution_count = i + 1
+    nbformat.write(ex, tmp_path / "chapters" / "00_x.ipynb")
+    digest = book._digest(tmp_path / "notebooks" / "00_x.ipynb", {})
+    assert book.record_nbval(tmp_path / "chapters", tmp_path / "notebooks") == ["00_x.ipynb"]
+    nb = nbformat.read(tmp_path / "notebooks" / "00_x.ipynb", as_version=4)
+    assert nb.cells[0].outputs == [] and nb.cells[1].outputs == printed
+    assert nb.cells[0].execution_count is None and nb.cells[1].execution_count == 2  # nbval skips unrun cells
+    # recording outputs does not make the executed chapter out of date
+    assert book._digest(tmp_path / "notebooks" / "00_x.ipynb", {}) == digest
+
+
+def test_nbval_recording_refuses_a_book_executed_from_another_cell_text(tmp_path):
+    import pytest
+
+    from mammossl_core import book
+
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "chapters").mkdir()
+    _tagged(tmp_path / "notebooks" / "00_x.ipynb", source="print(len(x) + 1)")
+    _tagged(tmp_path / "chapters" / "00_x.ipynb", [new_output("stream", name="stdout", text="2\n")])
+    before = (tmp_path / "notebooks" / "00_x.ipynb").read_text()
+    with pytest.raises(ValueError, match="cell1 of 00_x.ipynb was not executed as it now reads"):
+        book.record_nbval(tmp_path / "chapters", tmp_path / "notebooks")
+    assert (tmp_path / "notebooks" / "00_x.ipynb").read_text() == before
+
+
+def test_a_replicate_executed_by_other_code_is_left_out_of_the_pooling(tmp_path, capsys):
+    from mammossl_core import book
+    from mammossl_core.pages import replicate_results
+
+    (tmp_path / "notebooks").mkdir()
+    _notebook(tmp_path / "notebooks" / "04_x.ipynb", "x = 1")
+    for r, source in ((1, "x = 1"), (2, "x = 2")):  # replicate 2 ran an older text of the chapter
+        d = tmp_path / "replicates" / f"rep_{r}"
+        (d / "results").mkdir(parents=True)
+        _notebook(d / "04_x.ipynb", source)
+        nb = nbformat.read(d / "04_x.ipynb", as_version=4)
+        params = {"profile": "tiny", "replicate": r}
+        (tmp_path / "src.ipynb").write_text(nbformat.writes(nb))
+        nb.metadata["mammossl"] = {"digest": book._digest(tmp_path / "src.ipynb", params), "params": params}
+        nbformat.write(nb, d / "04_x.ipynb")
+    kept = replicate_results(tmp_path, lambda d: book.up_to_date(d, tmp_path / "notebooks"))
+    assert kept == [tmp_path / "replicates" / "rep_1" / "results"]
+    assert "rep_2 was executed by other code" in capsys.readouterr().out
