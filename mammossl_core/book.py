@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import source_digest
 from .chapter import dataset_label
-from .config import resolve
+from .config import DEFAULT_PROFILE, resolve
 from .pages import replicate_results, write_claims_page, write_preregistration_page, write_seeds_page
 
 
@@ -45,9 +45,11 @@ NBVAL_TAG = "nbval-check-output"
 
 def record_nbval(chapters_dir: Path | None = None, notebooks_dir: Path | None = None) -> list[str]:
     """Copy the outputs of the cells tagged :data:`NBVAL_TAG` from the executed book (``book/chapters``) into the
-    chapter notebooks as nbval's reference outputs; every other cell of the source keeps no output. A chapter whose
-    executed copy is missing or older than its source (another cell text) stops the recording with its name, before
-    anything is written. Returns the notebooks written."""
+    chapter notebooks as nbval's reference outputs; every other cell of the source keeps no output. nbval executes
+    the notebooks with their default parameters, so a chapter whose executed copy is missing, was executed from
+    another text of the chapter or another package source (its digest), or with other parameters than the defaults
+    (another profile, a data folder, seed or replicate) stops the recording with its name, before anything is
+    written (``ValueError``). Returns the notebooks written."""
     import nbformat
 
     repo = _repo()
@@ -57,17 +59,25 @@ def record_nbval(chapters_dir: Path | None = None, notebooks_dir: Path | None = 
     for src in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
         done = chapters_dir / src.name
         if not done.is_file():
-            raise FileNotFoundError(f"{done}: no executed copy of {src.name}; run `make book` first")
+            raise ValueError(f"{done}: no executed copy of {src.name}; run `make book` first")
         nb, ex = nbformat.read(src, as_version=4), nbformat.read(done, as_version=4)
+        meta = ex.metadata.get("mammossl", {})
+        params = meta.get("params")
+        if params is None or meta.get("digest") != _digest(src, params):
+            raise ValueError(f"{done} was executed from another text of {src.name} or another package source; run "
+                             "`make book` again")
+        other = {k: v for k, v in params.items() if k not in ("profile", "out_dir")}
+        if params.get("profile") != DEFAULT_PROFILE or other:
+            raise ValueError(f"{done} was executed with {params}, but nbval executes the notebooks' defaults (profile "
+                             f"{DEFAULT_PROFILE!r}, synthetic data): record from `make book`")
         executed = {c.get("id"): c for c in ex.cells}
         for c in nb.cells:
             if c.cell_type != "code":
                 continue
             tagged = NBVAL_TAG in c.metadata.get("tags", [])
             e = executed.get(c.get("id"))
-            if tagged and (e is None or e.source != c.source):
-                raise ValueError(f"{done}: cell {c.get('id')} of {src.name} was not executed as it now reads; run "
-                                 "`make book` again")
+            if tagged and e is None:
+                raise ValueError(f"{done}: cell {c.get('id')} of {src.name} is not in the executed copy")
             c.outputs = e.outputs if tagged else []
             c.execution_count = e.execution_count if tagged else None  # nbval skips a "never run" cell's outputs
         todo.append((src, nb))
@@ -349,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[book] HTML in {build()}")
         if a.action == "nbval-record":
             print(f"[book] nbval reference outputs recorded in {', '.join(record_nbval())}")
-    except NotebookError as e:
+    except (NotebookError, ValueError) as e:
         print(f"mammossl book: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -1,6 +1,7 @@
 """The book runner: its treatment of an executed notebook, its timings, its digest, and its shared kernel (on tiny
 notebooks)."""
 import json
+import shutil
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook, new_output
@@ -109,18 +110,28 @@ def _tagged(path, outputs=None, source="print(len(x))", tags=("nbval-check-outpu
     nbformat.write(nb, path)
 
 
-def test_nbval_references_are_the_books_outputs_of_the_tagged_cells_only(tmp_path, monkeypatch):
+def _executed(tmp_path, params, source="print(len(x))"):
+    """``notebooks/00_x.ipynb`` and its copy executed by the book from ``source`` with ``params``."""
     from mammossl_core import book
 
     printed = [new_output("stream", name="stdout", text="2\n")]
-    (tmp_path / "notebooks").mkdir()
-    (tmp_path / "chapters").mkdir()
+    for d in ("notebooks", "chapters", "ran"):
+        (tmp_path / d).mkdir()
     _tagged(tmp_path / "notebooks" / "00_x.ipynb")
-    _tagged(tmp_path / "chapters" / "00_x.ipynb", printed)
+    _tagged(tmp_path / "ran" / "00_x.ipynb", source=source)
+    _tagged(tmp_path / "chapters" / "00_x.ipynb", printed, source=source)
     ex = nbformat.read(tmp_path / "chapters" / "00_x.ipynb", as_version=4)
     for i, c in enumerate(ex.cells):
         c.execution_count = i + 1
+    ex.metadata["mammossl"] = {"digest": book._digest(tmp_path / "ran" / "00_x.ipynb", params), "params": params}
     nbformat.write(ex, tmp_path / "chapters" / "00_x.ipynb")
+    return printed
+
+
+def test_nbval_references_are_the_books_outputs_of_the_tagged_cells_only(tmp_path):
+    from mammossl_core import book
+
+    printed = _executed(tmp_path, {"profile": "tiny", "out_dir": "results"})
     digest = book._digest(tmp_path / "notebooks" / "00_x.ipynb", {})
     assert book.record_nbval(tmp_path / "chapters", tmp_path / "notebooks") == ["00_x.ipynb"]
     nb = nbformat.read(tmp_path / "notebooks" / "00_x.ipynb", as_version=4)
@@ -130,18 +141,21 @@ def test_nbval_references_are_the_books_outputs_of_the_tagged_cells_only(tmp_pat
     assert book._digest(tmp_path / "notebooks" / "00_x.ipynb", {}) == digest
 
 
-def test_nbval_recording_refuses_a_book_executed_from_another_cell_text(tmp_path):
+def test_nbval_recording_refuses_a_book_executed_from_other_code_or_other_parameters(tmp_path):
     import pytest
 
     from mammossl_core import book
 
-    (tmp_path / "notebooks").mkdir()
-    (tmp_path / "chapters").mkdir()
-    _tagged(tmp_path / "notebooks" / "00_x.ipynb", source="print(len(x) + 1)")
-    _tagged(tmp_path / "chapters" / "00_x.ipynb", [new_output("stream", name="stdout", text="2\n")])
+    _executed(tmp_path, {"profile": "tiny", "out_dir": "results"}, source="print(len(x) + 1)")
     before = (tmp_path / "notebooks" / "00_x.ipynb").read_text()
-    with pytest.raises(ValueError, match="cell1 of 00_x.ipynb was not executed as it now reads"):
+    with pytest.raises(ValueError, match="executed from another text of 00_x.ipynb or another package source"):
         book.record_nbval(tmp_path / "chapters", tmp_path / "notebooks")
+    for params in ({"profile": "paper", "out_dir": "results"}, {"profile": "tiny", "data_dir": "/data/cbis"}):
+        for d in ("notebooks", "chapters", "ran"):
+            shutil.rmtree(tmp_path / d)
+        _executed(tmp_path, params)
+        with pytest.raises(ValueError, match="nbval executes the notebooks' defaults"):
+            book.record_nbval(tmp_path / "chapters", tmp_path / "notebooks")
     assert (tmp_path / "notebooks" / "00_x.ipynb").read_text() == before
 
 
