@@ -38,6 +38,12 @@ def _digest(src: Path, params: dict) -> str:
     return hashlib.sha1(json.dumps([cells, params, source_digest()], sort_keys=True).encode()).hexdigest()
 
 
+def _current(meta: dict, src: Path) -> bool:
+    """Whether an executed chapter, by its ``mammossl`` metadata, was executed from ``src`` and the package source as
+    they are now (its recorded digest is the one they give today)."""
+    return src.is_file() and "params" in meta and meta.get("digest") == _digest(src, meta["params"])
+
+
 #: the tag of the cells whose outputs nbval compares (``pytest --nbval-lax``): outputs that do not depend on the
 #: machine (set-up line, counts, leak checks, table structure, the claims and their columns)
 NBVAL_TAG = "nbval-check-output"
@@ -62,10 +68,10 @@ def record_nbval(chapters_dir: Path | None = None, notebooks_dir: Path | None = 
             raise ValueError(f"{done}: no executed copy of {src.name}; run `make book` first")
         nb, ex = nbformat.read(src, as_version=4), nbformat.read(done, as_version=4)
         meta = ex.metadata.get("mammossl", {})
-        params = meta.get("params")
-        if params is None or meta.get("digest") != _digest(src, params):
+        if not _current(meta, src):
             raise ValueError(f"{done} was executed from another text of {src.name} or another package source; run "
                              "`make book` again")
+        params = meta["params"]
         other = {k: v for k, v in params.items() if k not in ("profile", "out_dir")}
         if params.get("profile") != DEFAULT_PROFILE or other:
             raise ValueError(f"{done} was executed with {params}, but nbval executes the notebooks' defaults (profile "
@@ -95,12 +101,8 @@ def up_to_date(executed_dir: Path, notebooks_dir: Path | None = None) -> bool:
 
     src_dir = notebooks_dir or _repo() / "notebooks"
     done = sorted(Path(executed_dir).glob("[0-9][0-9]_*.ipynb"))
-    for nb in done:
-        meta = nbformat.read(nb, as_version=4).metadata.get("mammossl", {})
-        src = src_dir / nb.name
-        if not src.is_file() or "params" not in meta or meta.get("digest") != _digest(src, meta["params"]):
-            return False
-    return bool(done)
+    return bool(done) and all(_current(nbformat.read(nb, as_version=4).metadata.get("mammossl", {}), src_dir / nb.name)
+                              for nb in done)
 
 
 class NotebookError(RuntimeError):
