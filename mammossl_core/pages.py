@@ -121,6 +121,9 @@ def write_preregistration_page(page: Path) -> Path:
              "`seed + 1000 r` on the same dataset), pooled by a two-level bootstrap over patients and replicates "
              f"({p.bootstrap} resamples).",
              f"* Fragile: an interval bound within {p.fragile_se} bootstrap standard errors of its threshold.",
+             f"* Benchmark: synthetic generator {p.benchmark.generator_version} at the `{p.benchmark.profile}` "
+             f"profile's settings (digest `{p.benchmark.digest}`), chosen on development seeds by chapter 0's "
+             "controls and the supervised baseline, never by SSL results.",
              f"* Development looked at dataset seeds {', '.join(map(str, p.development_seeds))}; the confirmatory "
              f"seeds are {', '.join(map(str, p.confirmatory_seeds))}.", "",
              rules.to_markdown(index=False), "", "The file itself:", "", "```toml", PATH.read_text().rstrip(), "```",

@@ -1,5 +1,6 @@
-"""The pre-registered analysis plan (``preregistration.toml`` beside this module): every claim's statement, rule
-(kind, margin, metric) and role, the primary claim, the replicate and seed plan, and the constants of the analysis.
+"""The pre-registered analysis plan (``preregistration.toml`` beside this module): the synthetic benchmark the
+confirmatory runs use, every claim's statement, rule (kind, margin, metric) and role, the primary claim, the replicate
+and seed plan, and the constants of the analysis.
 
 Chapters name a claim by its key (:meth:`mammossl_core.chapter.Chapter.claim`); its rule comes from here, so no
 notebook can test a claim under another rule than the registered one. The book renders this file on its
@@ -13,8 +14,10 @@ pre-registration page.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 PATH = Path(__file__).with_name("preregistration.toml")
@@ -37,6 +40,44 @@ class ClaimRule:
 
 
 @dataclass(frozen=True)
+class Benchmark:
+    """The synthetic benchmark fixed before the confirmatory runs: the generator's version, the profile whose
+    dataset settings it was chosen at, and the digest of both (:func:`benchmark_digest`)."""
+
+    generator_version: str
+    profile: str
+    digest: str
+
+
+def benchmark_digest(profile: str = "tiny") -> str:
+    """A digest of what decides the synthetic benchmark: the generator's source (``data/synthetic/*.py``) and the
+    profile's synthetic and image settings (``SynthConfig``, ``DataConfig``). Any change to either is another
+    benchmark."""
+    from .config import get_profile
+    from .data import synthetic
+
+    prof = get_profile(profile)
+    h = hashlib.sha1(json.dumps([asdict(prof.synth), asdict(prof.data)], sort_keys=True, default=str).encode())
+    root = Path(synthetic.__file__).parent
+    for f in sorted(root.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def benchmark_changes(b: "Benchmark") -> list[str]:
+    """How today's generator and profile differ from the registered benchmark ``b`` (empty: it is the one)."""
+    from .data.synthetic import GENERATOR_VERSION
+
+    out = []
+    if b.generator_version != GENERATOR_VERSION:
+        out.append(f"generator version {GENERATOR_VERSION}, registered {b.generator_version}")
+    if b.digest != benchmark_digest(b.profile):
+        out.append(f"benchmark digest {benchmark_digest(b.profile)} (generator source and {b.profile} profile's "
+                   f"synthetic and data settings), registered {b.digest}")
+    return out
+
+
+@dataclass(frozen=True)
 class Plan:
     alpha: float
     power: float
@@ -48,6 +89,7 @@ class Plan:
     development_seeds: tuple[int, ...]
     confirmatory_seeds: tuple[int, ...]
     claims: tuple[ClaimRule, ...]
+    benchmark: Benchmark
 
     def rule(self, key: str) -> ClaimRule:
         for c in self.claims:
@@ -62,7 +104,7 @@ def load(path: str | Path = PATH) -> Plan:
     raw = tomllib.loads(Path(path).read_text())
     rules = tuple(ClaimRule(key=k, **v) for k, v in raw.get("claims", {}).items())
     p = raw["plan"]
-    out = Plan(claims=rules, **{k: tuple(v) if isinstance(v, list) else v for k, v in p.items()})
+    out = Plan(claims=rules, benchmark=Benchmark(**raw["benchmark"]), **{k: tuple(v) if isinstance(v, list) else v for k, v in p.items()})
     for r in rules:
         if r.kind not in KINDS or r.metric not in METRICS or r.margin < 0:
             raise ValueError(f"{path}: claim {r.key!r}: kind {r.kind!r} (of {KINDS}), metric {r.metric!r} (of "

@@ -25,3 +25,16 @@ def test_every_benchmark_has_a_smallest_size():
 @pytest.mark.parametrize("name", sorted(SMALLEST))
 def test_benchmark_runs(name, synth_dir, store, tmp_path):
     bench.BENCHES[name](str(synth_dir), tmp_path, **SMALLEST[name])
+
+
+@pytest.mark.slow
+def test_the_supervised_budget_measurement_runs_and_refuses_a_confirmatory_seed(capsys):
+    spec = importlib.util.spec_from_file_location("budget", SCRIPT.with_name("supervised_budget.py"))
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    with pytest.raises(SystemExit):
+        budget.main(["--seed", "7301"])
+    assert "confirmatory seed" in capsys.readouterr().err
+    assert budget.main(["--seed", "100", "--patients", "40", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "controls on test" in out and "supervised 1 epochs: test AUC" in out

@@ -132,9 +132,20 @@ def test_secondary_claims_are_holm_adjusted_and_fragile_verdicts_marked(tmp_path
     assert claims.table(grouped, n_boot=1000, p=loose).fragile.all()
 
 
+def test_the_benchmark_is_the_registered_one():
+    """The generator and the profile's dataset settings are the ones registered before the confirmatory runs: a
+    change to the generator's source or to a synthetic setting fails here until a new version is registered."""
+    b = preregistration.plan().benchmark
+    assert not preregistration.benchmark_changes(b), preregistration.benchmark_changes(b)
+    # the digest sees a setting of the profile and the generator's version
+    moved = dataclasses.replace(b, digest=preregistration.benchmark_digest("paper"), generator_version="0.9")
+    assert len(preregistration.benchmark_changes(moved)) == 2
+
+
 def test_the_preregistration_page_renders_the_file(tmp_path):
     text = write_preregistration_page(tmp_path / "prereg.md").read_text()
     assert "ssl_beats_random" in text and "```toml" in text and "7301" in text
+    assert f"generator {preregistration.plan().benchmark.generator_version}" in text
 
 
 def test_annotated_patch_predictions_pair_by_image_and_lesion(tmp_path):
