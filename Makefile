@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= tiny
 
-.PHONY: book test install browser bench clean constraints nbval nbval-record
+.PHONY: book test install browser bench clean constraints nbval nbval-record confirm confirm-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,13 +23,15 @@ book: install
 	$(VENV)/bin/mammossl book all --profile $(PROFILE)
 
 ## the whole test suite: unit tests, every notebook at the paper profile (capped), the book (executed once), the
-## regression test of its findings against tests/expected/, the browser test, nbval on the chapter notebooks
+## regression test of its findings against tests/expected/, the browser test, nbval on the chapter notebooks, and
+## the committed confirmatory result set against a re-execution of its first replicate
 test: install browser
 	$(PY) -m pytest -q -m "not book and not paper" tests
 	$(PY) -m pytest -q -m paper --durations=0 tests
 	$(MAKE) book
 	$(PY) -m pytest -q -m book tests
 	$(MAKE) nbval
+	$(MAKE) confirm-check
 
 ## nbval: execute every chapter notebook (the artefacts that `make book` cached are reused) and compare the cells
 ## tagged nbval-check-output with their recorded outputs; notebooks/nbval_sanitize.cfg says what may differ
@@ -39,6 +41,14 @@ nbval: install
 ## after a change to a checked cell's output: record the executed book's outputs as nbval's references
 nbval-record: book
 	$(VENV)/bin/mammossl book nbval-record
+
+## the pre-registered confirmatory run (hours on 2 cores; resumable) into book/confirmatory/: commit it, then make book
+confirm: install
+	$(VENV)/bin/mammossl book confirm
+
+## re-execute the committed confirmatory set's replicate 0 of the primary claim and compare (nothing without a set)
+confirm-check: install
+	$(VENV)/bin/mammossl book confirm-check
 
 bench: install
 	$(PY) benchmarks/cpu.py

@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import source_digest
+from . import confirmatory, source_digest
 from .chapter import dataset_label
-from .config import DEFAULT_PROFILE, resolve
+from .config import DEFAULT_PROFILE, PROFILES, resolve
 from .pages import replicate_results, write_claims_page, write_preregistration_page, write_seeds_page
 
 
@@ -207,7 +207,8 @@ def run_notebooks(profile: str = "tiny", params: dict | None = None, only: list[
     label = dataset_label(params.get("data_dir"), params.get("dataset", "CBIS-DDSM"))
     book = out_dir == repo / "book" / "chapters"
     write_claims_page(Path(params["out_dir"]), out_dir / "claims.md", profile, label, params.get("seed", 0),
-                      replicate_results(out_dir, up_to_date) if book else [])
+                      replicate_results(out_dir, up_to_date) if book else [],
+                      confirmatory.load() if book else None)
     if book:
         write_seeds_page(out_dir, profile, label)
         write_preregistration_page(out_dir / "preregistration.md")
@@ -310,7 +311,7 @@ def run_replicates(profile: str = "tiny", params: dict | None = None, replicates
     params = {"profile": profile, **(params or {})}
     label = dataset_label(params.get("data_dir"), params.get("dataset", "CBIS-DDSM"))
     write_claims_page(chapters / "results", chapters / "claims.md", profile, label, params.get("seed", 0),
-                      replicate_results(chapters, up_to_date))
+                      replicate_results(chapters, up_to_date), confirmatory.load())
     return records
 
 
@@ -333,16 +334,19 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="mammossl book", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["run", "build", "all", "seeds", "replicates", "nbval-record"],
+    ap.add_argument("action", choices=["run", "build", "all", "seeds", "replicates", "confirm", "confirm-check",
+                                       "nbval-record"],
                     help="run: execute the notebooks; build: the HTML; all: both; seeds: the seed chapters at other "
                          "dataset seeds; replicates: the claim chapters as training replicates (then `build` again); "
+                         "confirm: the pre-registered confirmatory run into book/confirmatory/ (resumable; commit it, "
+                         "then `all`); confirm-check: re-execute its replicate 0 of the primary claim and compare; "
                          "nbval-record: the executed book's outputs of the cells tagged nbval-check-output become "
                          "the notebooks' reference outputs for `pytest --nbval-lax`")
     ap.add_argument("--seeds", nargs="*", type=int, default=None, help="dataset seeds for `seeds` (default: the "
                     "profile's BookConfig.other_seeds)")
     ap.add_argument("--replicates", nargs="*", type=int, default=None, help="training replicates for `replicates` "
-                    "(default: 1 .. the pre-registered count - 1)")
-    ap.add_argument("--profile", default="tiny", choices=["tiny", "paper"])
+                    "(default: 1 .. the pre-registered count - 1) or `confirm` (default: 0 .. count - 1)")
+    ap.add_argument("--profile", default="tiny", choices=sorted(PROFILES))
     ap.add_argument("--data-dir", default=None, help="a prepared CBIS-DDSM dataset (default: synthetic)")
     ap.add_argument("--cmmd-dir", default=None, help="a prepared CMMD dataset (default: synthetic)")
     ap.add_argument("--device", default=None)
@@ -357,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
             run_seeds(a.profile, params, a.seeds, a.force)
         if a.action == "replicates":
             run_replicates(a.profile, params, a.replicates, a.force)
+        if a.action == "confirm":
+            print(f"[confirm] {confirmatory.run(a.replicates, a.force, params).describe()}")
+        if a.action == "confirm-check":
+            confirmatory.check()
         if a.action in ("build", "all"):
             print(f"[book] HTML in {build()}")
         if a.action == "nbval-record":

@@ -255,9 +255,10 @@ def table(grouped: dict[str, list[Claim]], n_boot: int | None = None, seed: int 
 
 
 def markdown_page(df: pd.DataFrame, profile: str, dataset: str, machine: str | None = None,
-                  forest: str | None = None) -> str:
+                  forest: str | None = None, run: str = "") -> str:
     """The book's page of every chapter's claim checks (``machine``: where the chapters ran, with its numerics
-    fingerprint, :mod:`mammossl_core.numerics`; ``forest``: the file name of the forest plot beside the page)."""
+    fingerprint, :mod:`mammossl_core.numerics`; ``forest``: the file name of the forest plot beside the page;
+    ``run``: which run the verdicts come from)."""
     p = plan()
     counts = df.verdict.value_counts().reindex(list(VERDICTS), fill_value=0) if len(df) else None
     reps = sorted(set(df.replicates)) if len(df) else []
@@ -270,7 +271,7 @@ def markdown_page(df: pd.DataFrame, profile: str, dataset: str, machine: str | N
              f"replicates` runs the others), with a {100 * (1 - p.alpha):.0f}% interval from a bootstrap over patients "
              f"(both views and both breasts of a patient move together) and replicates. With one replicate the "
              "interval holds the test sampling only, not the training variance: read such verdicts as provisional.",
-             "",
+             "", *([run, ""] if run else []),
              f"The primary claim (`{p.primary}`) is tested at level {p.alpha}; a secondary claim holds only if its "
              f"p-value, Holm-adjusted over the secondary claims, is below {p.alpha} too. *MDE* is the minimum "
              f"detectable effect at {100 * p.power:.0f}% power; *paper inside* says whether the paper's own effect "

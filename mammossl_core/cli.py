@@ -18,7 +18,7 @@ COMMANDS = {
     "evaluate": "linear evaluation, finetuning, supervised baseline, annotated patches",
     "analyse": "attention heatmaps and localisation, SwAV prototypes, loss vs AUC",
     "predict": "score your own mammograms with a trained classifier; attention overlays",
-    "book": "execute the chapter notebooks and build the book (mammossl book run|build|all|seeds|replicates|nbval-record)",
+    "book": "execute the chapter notebooks and build the book (mammossl book run|build|all|seeds|replicates|confirm|confirm-check|nbval-record)",
 }
 DESCRIPTION = "Self-supervised learning on screening mammograms (a reproduction of Miller et al.)."
 

@@ -86,18 +86,31 @@ def replicate_results(chapters_dir: Path, current=lambda rep_dir: True) -> list[
 
 
 def write_claims_page(results_dir: Path, page: Path, profile: str, dataset: str, seed: int = 0,
-                      replicates: list[Path] = ()) -> Path:
-    """The book's page of every chapter's claim checks, pooled over the book's results and the ``replicates``'
-    results folders and recomputed from their saved predictions (:func:`mammossl_core.claims.table`), with its
-    forest plot beside it."""
+                      replicates: list[Path] = (), confirmatory=None) -> Path:
+    """The book's page of every chapter's claim checks, recomputed from saved predictions
+    (:func:`mammossl_core.claims.table`), with its forest plot beside it: the committed ``confirmatory`` result set
+    (:class:`mammossl_core.confirmatory.ResultSet`) pooled over its replicates when it is given and was made by
+    today's code; else the book's own results pooled with the development ``replicates``' results folders."""
     from .numerics import fingerprint
 
-    sets = [claims.load(results_dir)] + [claims.load(r) for r in replicates]
+    stale = confirmatory is not None and not confirmatory.current
+    if confirmatory is not None and not stale:
+        sets = [claims.load(r) for r in confirmatory.results()]
+        profile, seed = confirmatory.profile, confirmatory.seed
+        run = (f"These verdicts come from the committed {confirmatory.describe()} (`book/confirmatory/`, made by "
+               "`mammossl book confirm`); the chapters show the development run of this build.")
+        machine = None
+    else:
+        sets = [claims.load(results_dir)] + [claims.load(r) for r in replicates]
+        fp = fingerprint()
+        machine = f"{fp['cpu']}, {fp['threads']} threads, numerics fingerprint `{fp['fingerprint']}`"
+        run = (f"These verdicts come from the development run of this build (dataset seed {seed}). "
+               + ("The committed confirmatory result set was made by other code than this build's and is not "
+                  "shown: run `mammossl book confirm` again." if stale else
+                  "No confirmatory result set is committed (`mammossl book confirm` makes one)."))
     df = claims.table(claims.by_claim(*sets), seed=seed)
-    fp = fingerprint()
-    machine = f"{fp['cpu']}, {fp['threads']} threads, numerics fingerprint `{fp['fingerprint']}`"
     forest = claims.forest_plot(df, page.with_name("claims_forest.png")).name if len(df) else None
-    page.write_text(claims.markdown_page(df, profile, dataset, machine, forest))
+    page.write_text(claims.markdown_page(df, profile, dataset, machine, forest, run))
     return page
 
 

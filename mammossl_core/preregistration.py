@@ -88,6 +88,7 @@ class Plan:
     fragile_se: float
     development_seeds: tuple[int, ...]
     confirmatory_seeds: tuple[int, ...]
+    confirmatory_profile: str
     claims: tuple[ClaimRule, ...]
     benchmark: Benchmark
 
