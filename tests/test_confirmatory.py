@@ -2,6 +2,8 @@
 claims page, and checked against a re-executed replicate (exactly on its own machine, within the prediction interval
 of its replicates on another)."""
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,3 +103,35 @@ def test_a_confirmatory_run_refuses_a_benchmark_that_is_not_the_registered_one(m
     monkeypatch.setattr(confirmatory, "benchmark_changes", lambda b: ["generator version 9.9, registered 3.1"])
     with pytest.raises(ValueError, match="not the registered one"):
         confirmatory.run([0])
+
+
+#: the pooled verdicts and estimates of the committed set, recorded by
+#: ``MAMMOSSL_UPDATE_EXPECTED=replace .venv/bin/python -m pytest tests/test_confirmatory.py``
+EXPECTED = Path(__file__).parent / "expected" / "confirmatory.json"
+#: interval ends may move by this many bootstrap standard errors (another NumPy's resampling arithmetic); the point
+#: estimates are the predictions' AUCs, the same on every machine
+INTERVAL_SE = 0.1
+
+
+def test_the_pooled_confirmatory_verdicts_are_the_recorded_ones():
+    """The claims page's pooled table, recomputed from the committed set, against the recorded one: the same verdicts
+    (a fragile one may move one step), point estimates to rounding, interval ends within ``INTERVAL_SE`` standard
+    errors. Machine-independent: it reads committed predictions; training on another machine is the check's job."""
+    s = confirmatory.load()
+    if s is None:
+        pytest.skip("no confirmatory result set committed (book/confirmatory/)")
+    df = claims.table(claims.by_claim(*[claims.load(r) for r in s.results()]), seed=s.seed)
+    got = {r.key: {"verdict": r.verdict, "fragile": bool(r.fragile), "diff": r.diff, "low": r.low, "high": r.high,
+                   "se": r.se, "MDE": r.MDE, "replicates": int(r.replicates)} for r in df.itertuples()}
+    if os.environ.get("MAMMOSSL_UPDATE_EXPECTED"):
+        EXPECTED.write_text(json.dumps({"set": s.describe(), "claims": got}, indent=1, sort_keys=True) + "\n")
+        pytest.skip(f"recorded {EXPECTED}")
+    expected = json.loads(EXPECTED.read_text())["claims"]
+    assert sorted(got) == sorted(expected)
+    for key, e in expected.items():
+        g = got[key]
+        step = abs(claims.VERDICTS.index(g["verdict"]) - claims.VERDICTS.index(e["verdict"]))
+        assert step == 0 or (e["fragile"] and step == 1), (key, g["verdict"], e["verdict"])
+        assert g["diff"] == pytest.approx(e["diff"], abs=1e-9), key
+        for end in ("low", "high"):
+            assert abs(g[end] - e[end]) <= INTERVAL_SE * e["se"], (key, end, g[end], e[end])
