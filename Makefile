@@ -42,7 +42,7 @@ nbval: install
 nbval-record: book
 	$(VENV)/bin/mammossl book nbval-record
 
-## the pre-registered confirmatory run (hours on 2 cores; resumable) into book/confirmatory/: commit it, then make book
+## the pre-registered confirmatory run (about an hour on 2 CPU cores; resumable) into book/confirmatory/: commit it, then make book
 confirm: install
 	$(VENV)/bin/mammossl book confirm
 
