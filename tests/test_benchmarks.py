@@ -1,6 +1,7 @@
 """Every CPU benchmark runs at its smallest size, so that a move or a change of the code it measures cannot break
 it silently (the figures themselves live in benchmarks/README.md)."""
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,19 @@ def test_the_supervised_budget_measurement_runs_and_refuses_a_confirmatory_seed(
     assert budget.main(["--seed", "100", "--patients", "40", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "controls on test" in out and "supervised 1 epochs: test AUC" in out
+
+
+def test_the_confirmatory_robustness_measurement_runs_on_the_committed_set(capsys):
+    spec = importlib.util.spec_from_file_location("robust", SCRIPT.with_name("confirmatory_robustness.py"))
+    robust = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(robust)
+    root = SCRIPT.parents[1] / "book" / "confirmatory"
+    if not (root / "manifest.json").is_file():
+        pytest.skip("no confirmatory result set committed")
+    with pytest.raises(SystemExit):
+        robust.main(["--halves", "0,1/1,2", "--n-boot", "20"])
+    assert "two disjoint lists" in capsys.readouterr().err
+    assert robust.main(["--halves", "0,1/2,3,4", "--other", str(root), "--n-boot", "20"]) == 0
+    out = capsys.readouterr().out
+    # the same set against itself: every verdict equal, whatever the bootstrap count
+    assert "halves:" in out and re.search(r"machines: (\d+) of \1 verdicts equal", out)
