@@ -37,12 +37,13 @@ def _row(df, key: str) -> str:
             f"{r.verdict}{' (fragile)' if r.fragile else ''}")
 
 
-def _summary(full, other, label: str) -> None:
-    changed = [k for k in full.index if full.loc[k, "verdict"] != other.loc[k, "verdict"]]
-    print(f"{label}: {len(full) - len(changed)} of {len(full)} verdicts equal", flush=True)
+def _summary(a, b, committed, label: str) -> None:
+    """How many verdicts ``a`` and ``b`` share; each change with the committed set's fragility mark."""
+    changed = [k for k in committed.index if a.loc[k, "verdict"] != b.loc[k, "verdict"]]
+    print(f"{label}: {len(committed) - len(changed)} of {len(committed)} verdicts equal", flush=True)
     for k in changed:
-        print(f"  {k}: {full.loc[k, 'verdict']} -> {other.loc[k, 'verdict']}; marked fragile in the committed set: "
-              f"{'yes' if full.loc[k, 'fragile'] else 'NO'}", flush=True)
+        print(f"  {k}: {a.loc[k, 'verdict']} -> {b.loc[k, 'verdict']}; marked fragile in the committed set: "
+              f"{'yes' if committed.loc[k, 'fragile'] else 'NO'}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nhalves {halves[0]} and {halves[1]} against all {list(s.replicates)}:", flush=True)
         for k in full.index:
             print(f"  {k:34s} all {_row(full, k)} | {_row(h0, k)} | {_row(h1, k)}", flush=True)
-        _summary(h0, h1, "halves")
+        _summary(h0, h1, full, "halves")
 
     if a.other:
         o = confirmatory.load(a.other)
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         for k in full.index:
             print(f"  {k:34s} {s.fingerprint} {_row(full, k)} | {o.fingerprint} {_row(other, k)}", flush=True)
-        _summary(full, other, "machines")
+        _summary(full, other, full, "machines")
         if a.pool_machines:
             both = _pooled(s.results() + o.results(), s.seed, a.n_boot)
             print(f"\nboth sets' {2 * len(s.replicates)} replicates pooled (descriptive: the plan's verdicts read the "
