@@ -16,7 +16,8 @@ retrains both arms), with a two-level bootstrap interval over patients and repli
 The primary claim is tested at the plan's level alpha; a secondary claim ``holds`` only if its p-value against its
 threshold, Holm-adjusted over the secondary claims, is below alpha as well. Beside each verdict: the minimum
 detectable effect at the plan's power, whether the paper's own effect lies inside the interval, and whether the
-verdict is fragile (an interval bound within ``fragile_se`` standard errors of the threshold it is read against).
+verdict is fragile (:func:`flip_probability`: an independent execution of the plan would reach the same verdict with
+a probability below the plan's power).
 
 A chapter records its claims (:func:`record`) in ``<results>/<chapter>/claims.json`` with a copy of both runs' test
 predictions (``<results>/<chapter>/evidence/``: small CSVs), never the verdict, so the results folder is
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from .io import atomic_path, write_json
@@ -82,8 +84,8 @@ def _key(df: pd.DataFrame) -> list[str]:
 class Evidence:
     """The evidence for one claim over its replicates: both models' mean metric, the pooled difference with its
     interval, the verdict, the minimum detectable effect, whether the paper's effect lies inside the interval (None
-    when the paper reports none), whether the verdict is fragile, and the p-value against the claim's threshold
-    (Holm-adjusted in :func:`table` for secondary claims)."""
+    when the paper reports none) and the p-value against the claim's threshold (Holm-adjusted in :func:`table` for
+    secondary claims, which also decides fragility: it needs the whole family)."""
 
     metric_a: float
     metric_b: float
@@ -91,7 +93,6 @@ class Evidence:
     verdict: str
     mde: float
     paper_inside: bool | None
-    fragile: bool
     p_threshold: float
 
     def __str__(self) -> str:
@@ -117,6 +118,12 @@ def _paired(c: Claim) -> pd.DataFrame:
     return both.sort_values(key).reset_index(drop=True)
 
 
+def difference(c: Claim) -> float:
+    """One replicate's point difference ``metric(a) - metric(b)`` on its test items (no interval)."""
+    both, metric = _paired(c), METRICS[c.rule.metric]
+    return float(metric(both.label, both.score_a) - metric(both.label, both.score_b))
+
+
 def thresholds(rule: ClaimRule) -> tuple[float, float]:
     """``(holds, contradicted)``: the values that the interval's deciding bounds are read against."""
     return {"better": (rule.margin, 0.0), "noninferior": (-rule.margin, -rule.margin),
@@ -134,6 +141,33 @@ def verdict(low: float, high: float, kind: str = "better", margin: float = 0.0) 
     raise ValueError(f"claim kind {kind!r}: use 'better', 'noninferior' or 'no_gain'")
 
 
+def flip_probability(diff: float, se: float, verdict_now: str, kind: str, margin: float, z_holds: float,
+                     z_contradicted: float) -> float:
+    """The probability that an independent execution of the plan (a new dataset seed or machine, as many replicates
+    and patients) gives another verdict than ``verdict_now``: its estimate is drawn from ``N(diff, 2 se^2)`` (this
+    run's estimate and the new one each carry this run's whole error, training and patient sampling; executions on
+    one dataset seed differ by less, but across machines by more than the spread of the replicates predicts) and read
+    against the claim's thresholds with this run's ``se``, at ``z_holds`` standard errors for "holds" (``z(1 -
+    alpha/2)`` for the primary claim, Holm's critical value at its rank for a secondary one) and ``z_contradicted``
+    for "contradicted": a normal approximation of the bootstrap's rule.
+
+    >>> round(flip_probability(0.0, 0.01, "not shown at this size", "better", 0.0, 1.96, 1.96), 3)
+    0.166
+    """
+    if not se > 0:
+        return 0.0
+    hold_at, contra_at = thresholds(ClaimRule("", "", "", kind, margin))
+    spread = np.sqrt(2.0) * se
+    if kind == "no_gain":  # "holds" below its threshold, "contradicted" above
+        p_holds = norm.cdf((hold_at - z_holds * se - diff) / spread)
+        p_contra = norm.sf((contra_at + z_contradicted * se - diff) / spread)
+    else:
+        p_holds = norm.sf((hold_at + z_holds * se - diff) / spread)
+        p_contra = norm.cdf((contra_at - z_contradicted * se - diff) / spread)
+    same = {VERDICTS[0]: p_holds, VERDICTS[2]: p_contra}.get(verdict_now, 1.0 - p_holds - p_contra)
+    return float(min(1.0, max(0.0, 1.0 - same)))
+
+
 def evidence(replicates: list[Claim], n_boot: int | None = None, seed: int = 0, p: Plan | None = None) -> Evidence:
     """The pooled evidence of one claim's replicates (all of one key, scored on the same test items)."""
     p = p or plan()
@@ -149,18 +183,15 @@ def evidence(replicates: list[Claim], n_boot: int | None = None, seed: int = 0, 
     both = pairs[0]
     groups = both.patient_id if "patient_id" in both.columns else both.image_id
     metric = METRICS[rule.metric]
-    hold_at, contra_at = thresholds(rule)
+    hold_at, _ = thresholds(rule)
     # the p-value against the threshold that "holds" is read at (a two-sided test there matches the interval rule)
     d = pooled_paired_difference(both.label, [x.score_a for x in pairs], [x.score_b for x in pairs], metric,
                                  n_boot or p.bootstrap, p.alpha, seed, groups, threshold=hold_at)
-    # the bound read against "holds" and the one read against "contradicted" (swapped for an upper-bound rule)
-    holds_bound, contra_bound = (d.high, d.low) if rule.kind == "no_gain" else (d.low, d.high)
-    fragile = min(abs(holds_bound - hold_at), abs(contra_bound - contra_at)) < p.fragile_se * d.se
     inside = None if first.paper_effect is None else bool(d.low <= first.paper_effect <= d.high)
     return Evidence(float(np.mean([metric(x.label, x.score_a) for x in pairs])),
                     float(np.mean([metric(x.label, x.score_b) for x in pairs])), d,
                     verdict(d.low, d.high, rule.kind, rule.margin), minimum_detectable_effect(d.se, p.alpha, p.power),
-                    inside, bool(fragile), d.p)
+                    inside, d.p)
 
 
 def record(results_dir: str | Path, claim: Claim) -> Claim:
@@ -243,14 +274,23 @@ def table(grouped: dict[str, list[Claim]], n_boot: int | None = None, seed: int 
                      "replicates": len(reps), "patients": e.difference.groups, "MDE": e.mde,
                      "paper effect": c.paper_effect,
                      "paper inside": "" if e.paper_inside is None else "yes" if e.paper_inside else "no",
-                     "p": e.p_threshold, "verdict": e.verdict, "fragile": e.fragile, "note": rule.note})
+                     "p": e.p_threshold, "verdict": e.verdict, "kind": rule.kind, "margin": rule.margin,
+                     "note": rule.note})
     df = pd.DataFrame(rows)
     if len(df):
-        df["p (Holm)"] = df.p
+        z_alpha = float(norm.isf(p.alpha / 2))
+        df["p (Holm)"], df["z holds"] = df.p, z_alpha
         if secondary and adjust:
             df.loc[secondary, "p (Holm)"] = holm(df.p.iloc[secondary].to_numpy())
+            # Holm tests the i-th smallest of m p-values at alpha / (m - i): the critical value of each claim's rank
+            rank = np.argsort(np.argsort(df.p.iloc[secondary].to_numpy(), kind="stable"), kind="stable")
+            df.loc[secondary, "z holds"] = norm.isf(p.alpha / (2 * (len(secondary) - rank)))
         demoted = (df.verdict == VERDICTS[0]) & (df["p (Holm)"] >= p.alpha)
         df.loc[demoted, "verdict"] = VERDICTS[1]
+        df["flip"] = [flip_probability(r["diff"], r["se"], r["verdict"], r["kind"], r["margin"], r["z holds"],
+                                       z_alpha) for _, r in df.iterrows()]
+        # fragile: an independent execution would reach this verdict with less than the plan's power
+        df["fragile"] = df.flip > 1 - p.power
     return df
 
 
@@ -262,21 +302,26 @@ def markdown_page(df: pd.DataFrame, profile: str, dataset: str, machine: str | N
     p = plan()
     counts = df.verdict.value_counts().reindex(list(VERDICTS), fill_value=0) if len(df) else None
     reps = sorted(set(df.replicates)) if len(df) else []
+    # the command that runs the missing replicates, only where some are missing
+    more = (f"; the plan asks for {p.replicates}: `mammossl book replicates` runs the others"
+            if max(reps, default=0) < p.replicates else "")
     lines = ["# Claim checks", "",
              f"Every claim that a chapter tested, under the rule registered for it in "
              f"`mammossl_core/preregistration.toml` (see the pre-registration page), recomputed from the chapters' "
              f"saved predictions when the book was built. Profile: **{profile}**; data: **{dataset}**. A difference "
              f"is model *a* minus model *b* on the same test images, averaged over the training replicates that were "
-             f"run ({', '.join(map(str, reps)) or 'none'} here; the plan asks for {p.replicates}: `mammossl book "
-             f"replicates` runs the others), with a {100 * (1 - p.alpha):.0f}% interval from a bootstrap over patients "
+             f"run ({', '.join(map(str, reps)) or 'none'} here{more}), with a {100 * (1 - p.alpha):.0f}% interval "
+             f"from a bootstrap over patients "
              f"(both views and both breasts of a patient move together) and replicates. With one replicate the "
              "interval holds the test sampling only, not the training variance: read such verdicts as provisional.",
              "", *([run, ""] if run else []),
              f"The primary claim (`{p.primary}`) is tested at level {p.alpha}; a secondary claim holds only if its "
              f"p-value, Holm-adjusted over the secondary claims, is below {p.alpha} too. *MDE* is the minimum "
              f"detectable effect at {100 * p.power:.0f}% power; *paper inside* says whether the paper's own effect "
-             f"lies inside this run's interval; a *fragile* verdict has an interval bound within {p.fragile_se} "
-             f"standard errors of its threshold, so that a new seed or CPU may move it.", ""]
+             f"lies inside this run's interval; a *fragile* verdict is one that an independent execution of the plan "
+             f"(a new seed or CPU) would reach with a probability below the plan's power ({p.power:.0%}), read from "
+             "its pooled estimate, its standard error and the critical value that decided it (for a secondary "
+             "claim, Holm's at its rank).", ""]
     if machine:
         lines += [f"Computed on {machine}. The numbers are expected to repeat exactly on a machine with the same "
                   "numerics fingerprint; on other CPUs, whose floating-point kernels round differently, training "

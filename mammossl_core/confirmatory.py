@@ -64,6 +64,10 @@ class ResultSet:
         """The replicates' results folders (``claims.load`` reads each), in replicate order."""
         return [self.root / f"rep_{r}" for r in self.replicates]
 
+    def table(self, n_boot: int | None = None):
+        """Every claim's pooled evidence and verdict over the set's replicates (:func:`mammossl_core.claims.table`)."""
+        return claims.table(claims.by_claim(*[claims.load(r) for r in self.results()]), n_boot, seed=self.seed)
+
     def describe(self) -> str:
         reps = f"{self.replicates[0]}-{self.replicates[-1]}" if len(self.replicates) > 1 else str(self.replicates[0])
         return (f"confirmatory run: dataset seed {self.seed}, training replicates {reps}, profile {self.profile}, "
@@ -115,7 +119,7 @@ def run(replicates: list[int] | None = None, force: bool = False, params: dict |
     from .book import run_notebooks
 
     p = plan()
-    seed = p.confirmatory_seeds[0] if seed is None else int(seed)
+    seed = p.confirmatory_seed if seed is None else int(seed)
     profile = profile or p.confirmatory_profile
     root = Path(root) if root is not None else default_root()
     if seed in p.confirmatory_seeds and root == default_root():
@@ -181,9 +185,9 @@ def compare(rerun: list[claims.Claim], s: ResultSet, same_machine: bool) -> list
         reps = committed.get(c.key)
         if not reps:
             raise ValueError(f"claim {c.key!r} is not in the committed set {s.root}")
-        diffs = [claims.evidence([x], n_boot=2).difference.diff for x in reps]
-        out.append(Comparison(c.key, claims.evidence([c], n_boot=2).difference.diff, diffs[0], float(np.mean(diffs)),
-                              tolerance(diffs), same_machine))
+        diffs = [claims.difference(x) for x in reps]
+        out.append(Comparison(c.key, claims.difference(c), diffs[0], float(np.mean(diffs)), tolerance(diffs),
+                              same_machine))
     return out
 
 

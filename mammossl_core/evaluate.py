@@ -28,6 +28,7 @@ from .config import Profile, resolve
 from .evaldata import EvalData, label_fraction_subset, load_eval_data
 from .features import encoder_identity, grid_features, grid_statistics, reestimate_batchnorm
 from .loading import grid_encoder
+from .pooling import pooling_class
 from .metrics import auc_ci
 from .results import CrossValidation, Evaluation
 from .whole_image import WholeImageClassifier, whole_image_augment
@@ -120,7 +121,8 @@ def _fit_logistic_head(model: WholeImageClassifier, grids, ev: EvalData, train: 
     CLIP and others), on the pooled embeddings standardised with the training rows' statistics. Its inverse
     regularisation ``C`` is the best mean AUC over patient-grouped, label-stratified folds of the training rows (ties:
     the stronger regularisation); validation and test are never seen. The fitted weights, with the standardisation
-    folded in, are written into ``model.head``. Returns the history: one row per ``C``, the chosen one marked."""
+    folded in, are written into every member's linear layer. Returns the history: one row per ``C``, the chosen one
+    marked."""
     with torch.no_grad():
         z = torch.cat([model.pooled(*grids(r))[0] for r in batches(np.arange(len(ev.table)), e.batch_size, None)])
     z = z.double().cpu().numpy()
@@ -143,8 +145,9 @@ def _fit_logistic_head(model: WholeImageClassifier, grids, ev: EvalData, train: 
     fitted = probe(e.linear_head_cs[best]).fit(x[train], y[train])
     w = fitted.coef_[0] / sd
     with torch.no_grad():
-        model.head.weight.copy_(torch.as_tensor(w, dtype=model.head.weight.dtype)[None])
-        model.head.bias.fill_(float(fitted.intercept_[0] - (w * mu).sum()))
+        for member in model.members:  # every member starts from the same solution
+            member.head.weight.copy_(torch.as_tensor(w, dtype=member.head.weight.dtype)[None])
+            member.head.bias.fill_(float(fitted.intercept_[0] - (w * mu).sum()))
     return [{"C": c, "cv_auc": s, "chosen": k == best, "iterations": int(fitted.n_iter_[0]) if k == best else None}
             for k, (c, s) in enumerate(zip(e.linear_head_cs, cv))]
 
@@ -191,8 +194,11 @@ def _linear_stage(data, checkpoint, pooling, prof: Profile, split, label_fractio
     elif bn is not None:
         raise ValueError(f"bn={bn!r}: use None (the encoder's own statistics) or 'tiles'")
     feats, masks = grid_features(ev, trunk, encoder_identity(checkpoint, enc, seed, bn), device, cache_dir=cache_dir)
+    converged = e.converged_linear_head and pooling_class(pooling).starts_as_gap
+    trained_pool = converged and pooling_class(pooling).learned
+    restarts = e.mip_restarts if trained_pool else 1
     torch.manual_seed(seed)
-    model = WholeImageClassifier(trunk, m, pooling, e.mip_hidden).to(device)
+    model = WholeImageClassifier(trunk, m, pooling, e.mip_hidden, restarts).to(device)
     pos = ev.table.pos.to_numpy()
 
     def grids(rows):
@@ -200,22 +206,30 @@ def _linear_stage(data, checkpoint, pooling, prof: Profile, split, label_fractio
         # float16 -> float32 in torch (exact, like NumPy's, and ~3x faster: it was a third of a tiny linear evaluation)
         return torch.from_numpy(feats[p]).float().permute(0, 3, 1, 2).to(device), torch.from_numpy(masks[p]).to(device)
 
+    model.norm.fit(*grid_statistics(feats, masks, pos[train]))
+    history = []
+    if converged:  # GAP's converged linear layer; MIP contains GAP, so its attention trains on from there
+        for member in model.members:
+            member.pool.start_as_gap()
+        history = _fit_logistic_head(model, grids, ev, train, e)
+    if not converged or trained_pool:
+        # each member on its own (its own batch order), kept at its best validation epoch; then averaged
+        for k, member in enumerate(model.members):
+            def forward(rows, train, g, k=k):
+                return model.classify(*grids(rows), member=k)
+
+            h = _fit_bce(member, forward, ev, train, ev.idx("val"), list(member.parameters()), e.linear_lr,
+                         e.linear_weight_decay, e.linear_epochs, e.batch_size, seed + k,
+                         f"linear {pooling}" + (f" {k + 1}/{restarts}" if restarts > 1 else ""), keep_start=converged)
+            history += [{**r, "restart": k} for r in h] if restarts > 1 else h
+
     def forward(rows, train, g):
         return model.classify(*grids(rows))
 
-    model.norm.fit(*grid_statistics(feats, masks, pos[train]))
-    params = list(model.pool.parameters()) + list(model.head.parameters())
-    converged = e.converged_linear_head and model.pool.starts_as_gap
-    history = []
-    if converged:  # GAP's converged linear layer; MIP contains GAP, so its attention trains on from there
-        model.pool.start_as_gap()
-        history = _fit_logistic_head(model, grids, ev, train, e)
-    if not converged or list(model.pool.parameters()):
-        history += _fit_bce(model, forward, ev, train, ev.idx("val"), params, e.linear_lr, e.linear_weight_decay,
-                            e.linear_epochs, e.batch_size, seed, f"linear {pooling}", keep_start=converged)
     result = {"protocol": "linear", "pooling": pooling, "checkpoint": None if checkpoint is None else str(checkpoint),
               "encoder": enc or meta.get("encoder"), "method": meta.get("method"), "bn": bn,
-              "label_fraction": label_fraction, "split": split, "n_train": int(len(train)), "mip_hidden": e.mip_hidden}
+              "label_fraction": label_fraction, "split": split, "n_train": int(len(train)), "mip_hidden": e.mip_hidden,
+              "restarts": restarts}
     return model, ev, forward, train, history, result
 
 

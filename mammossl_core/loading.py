@@ -83,6 +83,12 @@ def grid_encoder(checkpoint: PathLike | None = None, encoder: str | None = None,
     return trunk, m, {"encoder": encoder, "method": "random"}
 
 
+def member_keys(state: dict) -> dict:
+    """A classifier's saved weights with the names of today's :class:`WholeImageClassifier`: a file saved before its
+    pooling and linear layer became members (``pool.*``, ``head.*``) holds member 0's."""
+    return {(f"members.0.{k}" if k.split(".")[0] in ("pool", "head") else k): v for k, v in state.items()}
+
+
 def classifier(eval_dir: PathLike, device="cpu") -> WholeImageClassifier:
     """The whole-image classifier saved by an evaluation protocol in ``eval_dir`` (its ``result.json`` says which),
     in eval mode: finetuned and supervised models from ``model.pt`` (every weight); a linear evaluation from its
@@ -90,8 +96,8 @@ def classifier(eval_dir: PathLike, device="cpu") -> WholeImageClassifier:
     eval_dir = Path(eval_dir)
     saved = Evaluation.load(eval_dir)
     trunk, m, _ = grid_encoder(saved.checkpoint, saved.encoder, saved.seed)
-    model = WholeImageClassifier(trunk, m, saved.pooling, saved.mip_hidden)
+    model = WholeImageClassifier(trunk, m, saved.pooling, saved.mip_hidden, saved.restarts)
     weights = eval_dir / ("model.pt" if (eval_dir / "model.pt").is_file() else "head.pt")
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True),
-                          strict=weights.name == "model.pt")
+    state = member_keys(torch.load(weights, map_location="cpu", weights_only=True))
+    model.load_state_dict(state, strict=weights.name == "model.pt")
     return model.to(device).eval()

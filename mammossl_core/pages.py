@@ -95,20 +95,20 @@ def write_claims_page(results_dir: Path, page: Path, profile: str, dataset: str,
 
     stale = confirmatory is not None and not confirmatory.current
     if confirmatory is not None and not stale:
-        sets = [claims.load(r) for r in confirmatory.results()]
+        df = confirmatory.table()
         profile, seed = confirmatory.profile, confirmatory.seed
         run = (f"These verdicts come from the committed {confirmatory.describe()} (`book/confirmatory/`, made by "
                "`mammossl book confirm`); the chapters show the development run of this build.")
         machine = None
     else:
         sets = [claims.load(results_dir)] + [claims.load(r) for r in replicates]
+        df = claims.table(claims.by_claim(*sets), seed=seed)
         fp = fingerprint()
         machine = f"{fp['cpu']}, {fp['threads']} threads, numerics fingerprint `{fp['fingerprint']}`"
         run = (f"These verdicts come from the development run of this build (dataset seed {seed}). "
                + ("The committed confirmatory result set was made by other code than this build's and is not "
                   "shown: run `mammossl book confirm` again." if stale else
                   "No confirmatory result set is committed (`mammossl book confirm` makes one)."))
-    df = claims.table(claims.by_claim(*sets), seed=seed)
     forest = claims.forest_plot(df, page.with_name("claims_forest.png")).name if len(df) else None
     page.write_text(claims.markdown_page(df, profile, dataset, machine, forest, run))
     return page
@@ -133,12 +133,15 @@ def write_preregistration_page(page: Path) -> Path:
              f"* Evidence: {p.replicates} independent training replicates per claim (training seed "
              "`seed + 1000 r` on the same dataset), pooled by a two-level bootstrap over patients and replicates "
              f"({p.bootstrap} resamples).",
-             f"* Fragile: an interval bound within {p.fragile_se} bootstrap standard errors of its threshold.",
+             f"* Fragile: an independent execution of the plan would reach the same verdict with a probability below "
+             f"the plan's power, {p.power:.0%} (normal approximation around the pooled estimate, at the critical "
+             "value that decided the verdict).",
              f"* Benchmark: synthetic generator {p.benchmark.generator_version} at the `{p.benchmark.profile}` "
              f"profile's settings (digest `{p.benchmark.digest}`), chosen on development seeds by chapter 0's "
              "controls and the supervised baseline, never by SSL results.",
              f"* Development looked at dataset seeds {', '.join(map(str, p.development_seeds))}; the confirmatory "
-             f"seeds are {', '.join(map(str, p.confirmatory_seeds))}.", "",
+             f"seeds are {', '.join(map(str, p.confirmatory_seeds))}, and the book's confirmatory run uses "
+             f"{p.confirmatory_seed}.", "",
              rules.to_markdown(index=False), "", "The file itself:", "", "```toml", PATH.read_text().rstrip(), "```",
              ""]
     page.write_text("\n".join(lines))

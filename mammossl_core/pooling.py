@@ -29,6 +29,8 @@ class GAP(nn.Module):
     #: whether :meth:`start_as_gap` can make it pool exactly as GAP (so that a linear layer fitted on GAP's features
     #: is a valid start for it)
     starts_as_gap = True
+    #: whether it has weights to fit
+    learned = False
 
     @classmethod
     def build(cls, m: int, mip_hidden: int = 512) -> "GAP":
@@ -56,6 +58,7 @@ class MIP(nn.Module):
 
     attends = True
     starts_as_gap = True
+    learned = True
 
     @classmethod
     def build(cls, m: int, mip_hidden: int = 512) -> "MIP":
@@ -97,6 +100,7 @@ class SA(nn.Module):
     attends = True
     #: a class token through a transformer layer is not an average of the cells at any setting of its weights
     starts_as_gap = False
+    learned = True
 
     @classmethod
     def build(cls, m: int, mip_hidden: int = 512) -> "SA":

@@ -68,12 +68,12 @@ def benchmark_changes(b: "Benchmark") -> list[str]:
     """How today's generator and profile differ from the registered benchmark ``b`` (empty: it is the one)."""
     from .data.synthetic import GENERATOR_VERSION
 
-    out = []
+    out, digest = [], benchmark_digest(b.profile)
     if b.generator_version != GENERATOR_VERSION:
         out.append(f"generator version {GENERATOR_VERSION}, registered {b.generator_version}")
-    if b.digest != benchmark_digest(b.profile):
-        out.append(f"benchmark digest {benchmark_digest(b.profile)} (generator source and {b.profile} profile's "
-                   f"synthetic and data settings), registered {b.digest}")
+    if b.digest != digest:
+        out.append(f"benchmark digest {digest} (generator source and {b.profile} profile's synthetic and data "
+                   f"settings), registered {b.digest}")
     return out
 
 
@@ -85,9 +85,9 @@ class Plan:
     replicates: int
     primary: str
     multiplicity: str
-    fragile_se: float
     development_seeds: tuple[int, ...]
     confirmatory_seeds: tuple[int, ...]
+    confirmatory_seed: int
     confirmatory_profile: str
     claims: tuple[ClaimRule, ...]
     benchmark: Benchmark
@@ -100,12 +100,13 @@ class Plan:
 
 
 def load(path: str | Path = PATH) -> Plan:
-    """The plan of ``path``, checked: known kinds and metrics, margins >= 0, a registered primary claim, and no
-    confirmatory seed that development used."""
+    """The plan of ``path``, checked: known kinds and metrics, margins >= 0, a registered primary claim, no
+    confirmatory seed that development used, and the confirmatory run's seed among the confirmatory ones."""
     raw = tomllib.loads(Path(path).read_text())
     rules = tuple(ClaimRule(key=k, **v) for k, v in raw.get("claims", {}).items())
     p = raw["plan"]
-    out = Plan(claims=rules, benchmark=Benchmark(**raw["benchmark"]), **{k: tuple(v) if isinstance(v, list) else v for k, v in p.items()})
+    out = Plan(claims=rules, benchmark=Benchmark(**raw["benchmark"]),
+               **{k: tuple(v) if isinstance(v, list) else v for k, v in p.items()})
     for r in rules:
         if r.kind not in KINDS or r.metric not in METRICS or r.margin < 0:
             raise ValueError(f"{path}: claim {r.key!r}: kind {r.kind!r} (of {KINDS}), metric {r.metric!r} (of "
@@ -114,6 +115,8 @@ def load(path: str | Path = PATH) -> Plan:
     if set(out.development_seeds) & set(out.confirmatory_seeds):
         raise ValueError(f"{path}: seeds {sorted(set(out.development_seeds) & set(out.confirmatory_seeds))} are both "
                          "development and confirmatory")
+    if out.confirmatory_seed not in out.confirmatory_seeds:
+        raise ValueError(f"{path}: confirmatory_seed {out.confirmatory_seed} is not one of {out.confirmatory_seeds}")
     if out.multiplicity != "holm":
         raise ValueError(f"{path}: multiplicity {out.multiplicity!r}: only 'holm' is implemented")
     return out

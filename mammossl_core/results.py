@@ -58,6 +58,9 @@ class Evaluation:
     split: str = "split"
     n_train: int = 0
     mip_hidden: int = 512
+    #: pooling heads fitted from independent starts and averaged
+    #: (:class:`~mammossl_core.whole_image.WholeImageClassifier`)
+    restarts: int = 1
     #: whole images: test AUC with its patient-bootstrap 95% interval, and the validation AUC of the kept state
     auc: float = _NAN
     auc_low: float = _NAN

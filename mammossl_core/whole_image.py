@@ -48,31 +48,63 @@ class FeatureNorm(nn.Module):
         return (h - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
 
 
-class WholeImageClassifier(nn.Module):
-    """Grid encoder + pooling (GAP, MIP or SA) + linear layer: ``(B, 1, H, W)`` images -> logits ``(B,)``."""
+class PooledHead(nn.Module):
+    """One pooling and the linear layer that reads it: standardised cell embeddings ``(B, K, m)`` -> logits ``(B,)``,
+    pooling weights ``(B, K)`` and the pooled embedding ``(B, m)``."""
 
-    def __init__(self, trunk: nn.Module, m: int, pooling: str = "gap", mip_hidden: int = 512):
+    def __init__(self, m: int, pooling: str = "gap", mip_hidden: int = 512):
         super().__init__()
-        self.trunk, self.m = trunk, m
-        self.norm = FeatureNorm(m)
         self.pool = build_pooling(pooling, m, mip_hidden)
         self.head = nn.Linear(m, 1)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z, w = self.pool(h, mask)
+        return self.head(z).squeeze(-1), w, z
+
+
+class WholeImageClassifier(nn.Module):
+    """Grid encoder + pooling (GAP, MIP or SA) + linear layer: ``(B, 1, H, W)`` images -> logits ``(B,)``.
+
+    With ``restarts > 1`` the pooling and its linear layer are ``restarts`` independently initialised members
+    (:class:`PooledHead`, each fitted on its own: a MIP attention fitted from several random starts) whose logits
+    and pooling weights are averaged: the averaged logit is one model, scored, finetuned and drawn as any other."""
+
+    def __init__(self, trunk: nn.Module, m: int, pooling: str = "gap", mip_hidden: int = 512, restarts: int = 1):
+        super().__init__()
+        if restarts < 1:
+            raise ValueError(f"restarts={restarts}: a classifier needs at least one pooling head")
+        self.trunk, self.m = trunk, m
+        self.norm = FeatureNorm(m)
+        self.members = nn.ModuleList(PooledHead(m, pooling, mip_hidden) for _ in range(restarts))
+
+    @property
+    def pool(self) -> nn.Module:
+        """The first member's pooling (all members pool alike: what the pooling is, not how it was fitted)."""
+        return self.members[0].pool
 
     def grid(self, x: torch.Tensor) -> torch.Tensor:
         """Embedding grid ``(B, m, r, c)`` of images ``(B, 1, H, W)`` (duplicated to 3 channels)."""
         return self.trunk(x.expand(-1, 3, -1, -1))
 
-    def pooled(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The pooled embedding ``(B, m)`` (what the linear layer reads) and the pooling weights ``(B, r, c)`` of a
-        grid ``(B, m, r, c)`` and grid mask ``(B, r, c)``."""
+    def _cells(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.norm(h).flatten(2).transpose(1, 2), None if mask is None else mask.flatten(1)
+
+    def pooled(self, h: torch.Tensor, mask: torch.Tensor | None, member: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One member's pooled embedding ``(B, m)`` (what its linear layer reads) and pooling weights ``(B, r, c)``
+        of a grid ``(B, m, r, c)`` and grid mask ``(B, r, c)``."""
         b, m, r, c = h.shape
-        z, w = self.pool(self.norm(h).flatten(2).transpose(1, 2), None if mask is None else mask.flatten(1))
+        z, w = self.members[member].pool(*self._cells(h, mask))
         return z, w.reshape(b, r, c)
 
-    def classify(self, h: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and pooling weights from a grid ``(B, m, r, c)`` and grid mask ``(B, r, c)``."""
-        z, w = self.pooled(h, mask)
-        return self.head(z).squeeze(-1), w
+    def classify(self, h: torch.Tensor, mask: torch.Tensor | None,
+                 member: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and pooling weights ``(B, r, c)`` from a grid ``(B, m, r, c)`` and grid mask ``(B, r, c)``: the
+        members' averages, or one ``member``'s own."""
+        b, m, r, c = h.shape
+        cells = self._cells(h, mask)
+        outs = [self.members[k](*cells) for k in (range(len(self.members)) if member is None else [member])]
+        logits = torch.stack([o[0] for o in outs]).mean(0)
+        return logits, torch.stack([o[1] for o in outs]).mean(0).reshape(b, r, c)
 
     def forward(self, x: torch.Tensor, breast: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.grid(x)

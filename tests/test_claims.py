@@ -128,8 +128,29 @@ def test_secondary_claims_are_holm_adjusted_and_fragile_verdicts_marked(tmp_path
     assert (raw.verdict == "holds").all()
     assert list(adj.verdict) == ["not shown at this size", "not shown at this size", "holds"]  # primary: alpha
     assert (adj["p (Holm)"].iloc[:2] >= raw.p.iloc[:2]).all()
-    loose = dataclasses.replace(preregistration.plan(), fragile_se=100.0)
-    assert claims.table(grouped, n_boot=1000, p=loose).fragile.all()
+    # p-values near alpha: an independent execution would reach each verdict with less than the plan's power; a
+    # plan asking for near-certainty marks all of them fragile, one content with a coin toss marks none
+    assert (adj.flip > 1 - preregistration.plan().power).all() and adj.fragile.all()
+    assert claims.table(grouped, n_boot=1000, p=dataclasses.replace(preregistration.plan(), power=0.9999)
+                        ).fragile.all()
+    assert not claims.table(grouped, n_boot=1000, p=dataclasses.replace(preregistration.plan(), power=0.01)
+                            ).fragile.any()
+
+
+@pytest.mark.parametrize("kind, margin", [("better", 0.0), ("better", 0.02), ("noninferior", 0.05),
+                                          ("no_gain", 0.05)])
+def test_the_flip_probability_is_the_verdict_rule_under_a_redrawn_estimate(kind, margin):
+    """flip_probability against a simulation: redraw the estimate from N(d, 2 se^2), apply the interval rule of
+    claims.verdict, count the verdicts that differ from the one at d."""
+    rng = np.random.default_rng(0)
+    se, z = 0.02, 1.96
+    for d in (-0.06, -0.03, 0.0, 0.01, 0.04, 0.08):
+        now = claims.verdict(d - z * se, d + z * se, kind, margin)
+        redrawn = rng.normal(d, np.sqrt(2) * se, 200_000)
+        low, high = redrawn - z * se, redrawn + z * se
+        sim = np.mean([claims.verdict(lo, hi, kind, margin) != now for lo, hi in zip(low[:20000], high[:20000])])
+        got = claims.flip_probability(d, se, now, kind, margin, z, z)
+        assert got == pytest.approx(sim, abs=0.012), (d, now)
 
 
 def test_the_benchmark_is_the_registered_one():

@@ -57,6 +57,26 @@ def test_classifier_shapes_and_masked_attention():
     assert (w[~gm] == 0).all() and torch.allclose(w.sum((1, 2)), torch.ones(2))
 
 
+def test_restarts_average_their_members_and_old_files_load_as_member_0():
+    from mammossl_core.loading import member_keys
+
+    torch.manual_seed(0)
+    model = WholeImageClassifier(torch.nn.Identity(), 8, "mip", 4, restarts=3).eval()
+    for member in model.members:
+        torch.nn.init.normal_(member.pool.w.weight)
+    h, mask = torch.randn(5, 8, 3, 2), torch.rand(5, 3, 2) > 0.3
+    logits, w = model.classify(h, mask)
+    own = [model.classify(h, mask, member=k) for k in range(3)]
+    assert not torch.allclose(own[0][0], own[1][0])  # independent starts
+    assert torch.allclose(logits, torch.stack([o[0] for o in own]).mean(0))
+    assert torch.allclose(w, torch.stack([o[1] for o in own]).mean(0)) and torch.allclose(w.sum((1, 2)), torch.ones(5))
+    single = WholeImageClassifier(torch.nn.Identity(), 8, "mip", 4)
+    old = {k.removeprefix("members.0."): v for k, v in model.state_dict().items() if not k.startswith("members.1")
+           and not k.startswith("members.2")}
+    single.load_state_dict(member_keys(old))
+    assert torch.equal(single.eval().classify(h, mask)[0], own[0][0])
+
+
 def test_finetune_augmentation_keeps_shapes_and_range():
     x = torch.rand(4, 1, 64, 48)
     m = torch.ones(4, 64, 48, dtype=torch.bool)
